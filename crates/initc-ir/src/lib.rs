@@ -1,0 +1,30 @@
+//! initc's intermediate representation of a model initialization program.
+//!
+//! API boundary: [`Module`] (a flat SSA arena in topological order plus the parameter table),
+//! [`Builder`] (checked, hash-consing construction), the text format ([`parse`] and
+//! `Display`), [`verify`], and passes ([`compact`]).
+//!
+//! Invariants of a verified module:
+//! - every operand refers to an earlier node, so one forward sweep evaluates it;
+//! - every node's type is consistent with its op and operands ([`check_node`]);
+//! - parameter FQNs are unique, non-empty, and each parameter's declared type is its value's.
+//!
+//! This crate knows nothing about random number values, files or devices.
+
+mod builder;
+mod compact;
+mod module;
+mod op;
+mod parse;
+mod print;
+mod types;
+mod verify;
+
+pub use builder::Builder;
+pub use compact::{compact, Changed};
+pub use module::{Module, Node, Param};
+pub use op::{BinaryOp, CmpDir, Op, UnaryOp, Value, F64};
+pub use parse::{parse, ParseError, ParseErrorKind};
+pub use print::quote;
+pub use types::{DType, Type};
+pub use verify::{check_node, owner_param, verify, NodeError, VerifyError};

@@ -1,0 +1,76 @@
+//! The module: a flat arena of nodes in topological order plus the parameter table.
+
+use crate::op::{Op, Value};
+use crate::types::Type;
+
+/// One SSA definition. Its value is its index in [`Module::nodes`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Node {
+    pub op: Op,
+    pub ty: Type,
+}
+
+/// A model parameter: an output of the init program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// Fully qualified name (`layers.0.attention.wq.weight`); the tensor name in checkpoints.
+    pub fqn: String,
+    /// The node holding the parameter's value (last write wins during tracing).
+    pub value: Value,
+    /// Dtype and global shape; must equal the value's type.
+    pub ty: Type,
+    /// Logical axis name per dimension (`vocab`, `embed`, ...), or empty when unnamed.
+    pub axes: Vec<String>,
+    /// Human-readable initializer, e.g. `trunc_normal(mean=0, std=0.02, a=-2, b=2)`.
+    pub init: String,
+}
+
+/// An init program. Invariant (checked by [`crate::verify`]): every operand refers to an
+/// earlier node, so `nodes` is in topological order and one forward sweep evaluates it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Module {
+    pub name: String,
+    /// Default seed (a runtime input; `--seed` overrides it).
+    pub seed: u64,
+    pub nodes: Vec<Node>,
+    pub params: Vec<Param>,
+}
+
+impl Module {
+    pub fn new(name: impl Into<String>) -> Module {
+        Module { name: name.into(), ..Module::default() }
+    }
+
+    pub fn node(&self, v: Value) -> &Node {
+        &self.nodes[v.index()]
+    }
+
+    pub fn ty(&self, v: Value) -> &Type {
+        &self.nodes[v.index()].ty
+    }
+
+    /// Appends a node without checking it (the parser and passes use this after checking).
+    pub fn push_node(&mut self, op: Op, ty: Type) -> Value {
+        let v = Value(self.nodes.len() as u32);
+        self.nodes.push(Node { op, ty });
+        v
+    }
+
+    pub fn param(&self, fqn: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.fqn == fqn)
+    }
+
+    /// Total element count over all parameters (saturating; verified modules cannot overflow
+    /// per parameter).
+    pub fn total_elements(&self) -> u64 {
+        self.params.iter().map(|p| p.ty.numel().unwrap_or(u64::MAX)).fold(0, u64::saturating_add)
+    }
+
+    /// Total bytes over all parameters in their dtypes.
+    pub fn total_bytes(&self) -> u64 {
+        self.params
+            .iter()
+            .map(|p| p.ty.numel().unwrap_or(u64::MAX).saturating_mul(p.ty.dtype.size_bytes()))
+            .fold(0, u64::saturating_add)
+    }
+}
