@@ -65,7 +65,7 @@ pub fn parse(text: &str) -> Result<Module, ParseError> {
     let m = m.ok_or(ParseError { line: last_line.max(1), col: 1, kind: ParseErrorKind::MissingHeader })?;
     verify(&m).map_err(|e| {
         // Point at the offending `param` line where the error names one.
-        let line = m.params.iter().zip(&param_lines).find(|(p, _)| e.to_string().contains(&format!("`{}`", p.fqn))).map(|(_, &l)| l);
+        let line = m.params.iter().zip(&param_lines).rev().find(|(p, _)| e.to_string().contains(&format!("`{}`", p.fqn))).map(|(_, &l)| l);
         ParseError { line: line.unwrap_or(last_line.max(1)), col: 1, kind: e.into() }
     })?;
     Ok(m)
