@@ -79,7 +79,7 @@ fn errors_name_line_column_node_and_param() {
     assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[3] = %0, axes=[], init=\"x\"\n")), "3:1: parameter `w`: declared f32[3] but %0 has type f32[2]");
     assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[], init=\"x\"\nparam \"w\" : f32[2] = %0, axes=[], init=\"x\"\n")), "4:1: parameter `w` is defined twice");
     assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[a,b], init=\"x\"\n")), "3:1: parameter `w`: 2 axis names for rank 1");
-    assert_eq!(err("%0 = seed : key\n"), "1:1: missing `module` header line");
+    assert_eq!(err("%0 = seed : key\n"), "1:1: expected `module`, found `%0`");
     assert_eq!(err(&format!("{h}param \"w : f32[2]\n")), "2:7: unterminated string");
 }
 
