@@ -1,0 +1,47 @@
+//! `initc`: compile model initialization programs. See `initc --help`.
+
+mod input;
+mod trace;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "initc — compile model initialization programs so every device materializes only its own shard, \
+with values that do not depend on the sharding.
+
+Every element of every parameter is a pure function of (seed, parameter FQN, initializer, global index):
+  root      = jax.random.PRNGKey(seed)
+  param_key = jax.random.fold_in(root, int.from_bytes(sha256(fqn.encode()).digest()[:4], 'big'))
+  value     = jax.random.<dist>(param_key, shape, dtype) then the initializer's affine";
+
+const EXAMPLES: &str = "Examples:
+  initc trace examples/llama3_8b.toml                 print the init program (text IR)
+  initc trace examples/llama3_8b.toml --format json   list parameters, shapes, dtypes, initializers
+  initc trace model.toml --format proto -o model.pb   protobuf IR for other tools
+  initc trace model.pb                                read an IR back (text: any other extension)";
+
+#[derive(Parser, Debug)]
+#[command(name = "initc", version, about = ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Trace a model.toml (or read an IR file) and print its init program.
+    Trace(trace::TraceArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Trace(a) => trace::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            e.render();
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
