@@ -1,0 +1,16 @@
+//! `jax.random` (threefry2x32, partitionable mode), bit-exact with JAX on XLA:CPU
+//! (RNG_SPEC.md): keys, `random_bits`, `uniform`, `normal`, `truncated_normal` in f32, bf16,
+//! f16 (uniform also f64).
+//!
+//! API boundary: pure functions of `(key, flat element indices)`; no allocation beyond the
+//! caller's buffers (16-bit paths use a scratch vector), no I/O, no threads.
+
+mod dist;
+mod threefry;
+pub mod xla_cpu;
+
+pub use dist::{
+    bits32, bits64, normal_f32, normal_half_bits, truncated_normal_f32, truncated_normal_half_bits, uniform_f32,
+    uniform_f64, uniform_half_bits, Half, Indices, TruncBounds, SQRT2_F32,
+};
+pub use threefry::{block_at, fold_in, prng_key, split_at, threefry2x32, Key};
