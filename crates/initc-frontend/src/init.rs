@@ -124,20 +124,21 @@ impl Init {
     }
 
     /// Emits the JAX expression of this initializer for a parameter of type `ty`.
-    pub(crate) fn lower(&self, t: &mut Tracer, fqn: &str, ty: &Type) -> Result<Tensor, TraceError> {
+    pub(crate) fn lower(&self, t: &mut Tracer, fqn: &str, ty: &Type, key: Option<Tensor>) -> Result<Tensor, TraceError> {
+        let mut key_of = |t: &mut Tracer| -> Result<Tensor, TraceError> { key.map_or_else(|| t.param_key(fqn), Ok) };
         let bad = |reason: String| TraceError::BadInit { fqn: fqn.to_string(), reason };
         if !ty.dtype.is_float() && !matches!(self, Init::Constant(_)) {
             return Err(bad(format!("{} needs a float dtype, not {}", self.describe(), ty.dtype)));
         }
         match *self {
             Init::Constant(v) => t.full(ty, v),
-            Init::Uniform { a, b } => uniform(t, fqn, ty, a, b),
-            Init::Normal { mean, std } => normal(t, fqn, ty, mean, std),
+            Init::Uniform { a, b } => uniform(t, fqn, ty, a, b, &mut key_of),
+            Init::Normal { mean, std } => normal(t, fqn, ty, mean, std, &mut key_of),
             Init::TruncNormal { mean, std, a, b } => {
                 if !(std > 0.0 && std.is_finite() && a < b) {
                     return Err(bad(format!("trunc_normal needs std > 0 and a < b, got std={std:?}, a={a:?}, b={b:?}")));
                 }
-                let key = t.param_key(fqn)?;
+                let key = key_of(t)?;
                 let z = t.truncated_normal(key, ty, (a - mean) / std, (b - mean) / std)?;
                 affine(t, z, mean, std)
             }
@@ -146,9 +147,9 @@ impl Init {
                 let std = gain * (2.0 / (fan_in + fan_out) as f64).sqrt();
                 if matches!(self, Init::XavierUniform { .. }) {
                     let bound = 3f64.sqrt() * std;
-                    uniform(t, fqn, ty, -bound, bound)
+                    uniform(t, fqn, ty, -bound, bound, &mut key_of)
                 } else {
-                    normal(t, fqn, ty, 0.0, std)
+                    normal(t, fqn, ty, 0.0, std, &mut key_of)
                 }
             }
             Init::KaimingUniform { a, mode, nonlinearity } | Init::KaimingNormal { a, mode, nonlinearity } => {
@@ -164,9 +165,9 @@ impl Init {
                 let std = nonlinearity.gain(a) / (fan as f64).sqrt();
                 if matches!(self, Init::KaimingUniform { .. }) {
                     let bound = 3f64.sqrt() * std;
-                    uniform(t, fqn, ty, -bound, bound)
+                    uniform(t, fqn, ty, -bound, bound, &mut key_of)
                 } else {
-                    normal(t, fqn, ty, 0.0, std)
+                    normal(t, fqn, ty, 0.0, std, &mut key_of)
                 }
             }
             Init::VarianceScaling { scale, mode, distribution, in_axis, out_axis } => {
@@ -176,13 +177,13 @@ impl Init {
                     FanMode::FanOut => fan_out,
                     FanMode::FanAvg => (fan_in + fan_out) / 2.0,
                 };
-                variance_scaling(t, fqn, ty, scale / denominator, distribution)
+                variance_scaling(t, ty, scale / denominator, distribution, &mut key_of)
             }
             Init::FlaxTruncatedNormal { stddev, lower, upper } => {
                 if lower >= upper {
                     return Err(bad(format!("lower {lower:?} must be below upper {upper:?}")));
                 }
-                let key = t.param_key(fqn)?;
+                let key = key_of(t)?;
                 let z = t.truncated_normal(key, ty, lower, upper)?;
                 t.mul_scalar(z, stddev)
             }
@@ -277,22 +278,24 @@ pub fn flax_fans(ty: &Type, in_axis: i64, out_axis: i64) -> Result<(f64, f64), S
     Ok((ty.shape[i] as f64 * receptive, ty.shape[o] as f64 * receptive))
 }
 
-fn uniform(t: &mut Tracer, fqn: &str, ty: &Type, a: f64, b: f64) -> Result<Tensor, TraceError> {
+type KeyOf<'a> = &'a mut dyn FnMut(&mut Tracer) -> Result<Tensor, TraceError>;
+
+fn uniform(t: &mut Tracer, fqn: &str, ty: &Type, a: f64, b: f64, key_of: KeyOf) -> Result<Tensor, TraceError> {
     if !(a.is_finite() && b.is_finite() && a <= b) {
         return Err(TraceError::BadInit { fqn: fqn.into(), reason: format!("uniform needs finite a <= b, got a={a:?}, b={b:?}") });
     }
     if a == b {
         return t.full(ty, a);
     }
-    let key = t.param_key(fqn)?;
+    let key = key_of(t)?;
     t.uniform(key, ty, a, b)
 }
 
-fn normal(t: &mut Tracer, fqn: &str, ty: &Type, mean: f64, std: f64) -> Result<Tensor, TraceError> {
+fn normal(t: &mut Tracer, fqn: &str, ty: &Type, mean: f64, std: f64, key_of: KeyOf) -> Result<Tensor, TraceError> {
     if !(std >= 0.0 && std.is_finite() && mean.is_finite()) {
         return Err(TraceError::BadInit { fqn: fqn.into(), reason: format!("normal needs a finite mean and std >= 0, got mean={mean:?}, std={std:?}") });
     }
-    let key = t.param_key(fqn)?;
+    let key = key_of(t)?;
     let z = t.normal(key, ty)?;
     affine(t, z, mean, std)
 }
@@ -306,10 +309,10 @@ fn affine(t: &mut Tracer, z: Tensor, mean: f64, std: f64) -> Result<Tensor, Trac
 /// Flax `variance_scaling` with its exact op sequence in the parameter dtype:
 /// `variance = dtype(scale/denominator)`; truncated_normal: `tn(key,-2,2) * (sqrt(variance) / 0.8796…)`;
 /// normal: `normal(key) * sqrt(variance)`; uniform: `uniform(key,-1,1) * sqrt(3 * variance)`.
-fn variance_scaling(t: &mut Tracer, fqn: &str, ty: &Type, variance: f64, dist: Distribution) -> Result<Tensor, TraceError> {
+fn variance_scaling(t: &mut Tracer, ty: &Type, variance: f64, dist: Distribution, key_of: KeyOf) -> Result<Tensor, TraceError> {
     let scalar = Type::new(ty.dtype, []);
     let var = t.full(&scalar, variance)?;
-    let key = t.param_key(fqn)?;
+    let key = key_of(t)?;
     let (z, factor) = match dist {
         Distribution::TruncatedNormal => {
             let s = t.unary(UnaryOp::Sqrt, var)?;

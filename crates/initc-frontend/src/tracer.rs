@@ -62,6 +62,12 @@ impl Tracer {
 
     /// Declares a parameter and fills it with `init`. Parameters keep the order of declaration.
     pub fn param(&mut self, fqn: &str, ty: Type, axes: &[&str], init: &Init) -> Result<Tensor, TraceError> {
+        self.param_keyed(fqn, ty, axes, init, None)
+    }
+
+    /// Like [`Tracer::param`], drawing from `key` instead of the FQN-derived key (for frontends
+    /// reproducing another key scheme, e.g. Flax's). Values then depend on how `key` is made.
+    pub fn param_keyed(&mut self, fqn: &str, ty: Type, axes: &[&str], init: &Init, key: Option<Tensor>) -> Result<Tensor, TraceError> {
         if fqn.is_empty() {
             return Err(TraceError::EmptyFqn);
         }
@@ -71,7 +77,7 @@ impl Tracer {
         if !axes.is_empty() && axes.len() != ty.rank() {
             return Err(TraceError::Axes { fqn: fqn.into(), n_axes: axes.len(), rank: ty.rank() });
         }
-        let value = self.lower_init(fqn, &ty, init)?;
+        let value = self.lower_init(fqn, &ty, init, key)?;
         self.index.insert(fqn.to_string(), self.b.module().params.len());
         self.b.params_mut().push(Param {
             fqn: fqn.to_string(),
@@ -87,7 +93,7 @@ impl Tracer {
     pub fn init_(&mut self, fqn: &str, init: &Init) -> Result<Tensor, TraceError> {
         let i = self.lookup(fqn)?;
         let ty = self.b.module().params[i].ty.clone();
-        let value = self.lower_init(fqn, &ty, init)?;
+        let value = self.lower_init(fqn, &ty, init, None)?;
         let p = &mut self.b.params_mut()[i];
         p.value = value;
         p.init = init.describe();
@@ -140,8 +146,8 @@ impl Tracer {
         self.b.push(op, ty).map_err(|error| TraceError::Expr { error })
     }
 
-    fn lower_init(&mut self, fqn: &str, ty: &Type, init: &Init) -> Result<Tensor, TraceError> {
-        init.lower(self, fqn, ty).map_err(|e| match e {
+    fn lower_init(&mut self, fqn: &str, ty: &Type, init: &Init, key: Option<Tensor>) -> Result<Tensor, TraceError> {
+        init.lower(self, fqn, ty, key).map_err(|e| match e {
             TraceError::Expr { error } => TraceError::Op { fqn: fqn.into(), error },
             other => other,
         })

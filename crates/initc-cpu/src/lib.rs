@@ -1,0 +1,17 @@
+//! The CPU engine: initc's default backend and reference semantics, bit-exact with XLA:CPU.
+//!
+//! API boundary: [`Evaluator`] computes any node at any set of flat indices; [`materialize`]
+//! streams any rectangular [`Region`] of a parameter (what a device shard is) with bounded
+//! memory and rayon parallelism; [`write_checkpoint`] writes safetensors + manifest.
+//! Inputs must be verified modules ([`initc_ir::verify`]). Nothing here prints.
+
+mod buf;
+mod checkpoint;
+mod elementwise;
+mod eval;
+mod region;
+
+pub use buf::Buf;
+pub use checkpoint::{hex, manifest_json, write_checkpoint, CheckpointError, Written, WrittenParam};
+pub use eval::{strides, Evaluator, Idx};
+pub use region::{materialize, Region, CHUNK};
