@@ -1,6 +1,7 @@
 //! `initc`: compile model initialization programs. See `initc --help`.
 
 mod input;
+mod run;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +18,9 @@ const EXAMPLES: &str = "Examples:
   initc trace examples/llama3_8b.toml                 print the init program (text IR)
   initc trace examples/llama3_8b.toml --format json   list parameters, shapes, dtypes, initializers
   initc trace model.toml --format proto -o model.pb   protobuf IR for other tools
-  initc trace model.pb                                read an IR back (text: any other extension)";
+  initc trace model.pb                                read an IR back (text: any other extension)
+  initc run examples/llama3_1b.toml --out ckpt/        write ckpt/model.safetensors + manifest.json
+  initc run model.toml --out ckpt/ --seed 7 --max-shard-size 5GB   HF-style shards + index";
 
 #[derive(Parser, Debug)]
 #[command(name = "initc", version, about = ABOUT, after_help = EXAMPLES)]
@@ -30,12 +33,16 @@ struct Cli {
 enum Command {
     /// Trace a model.toml (or read an IR file) and print its init program.
     Trace(trace::TraceArgs),
+    /// Materialize every parameter and write a safetensors checkpoint plus manifest.json
+    /// (SHA-256 per parameter). Prints `digest <hex>`: SHA-256 over the per-parameter digests.
+    Run(run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Trace(a) => trace::run(a),
+        Command::Run(a) => run::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -118,6 +118,7 @@ pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, max_shard_bytes: Opti
         w.flush().map_err(io(&path))?;
         drop(w);
         tmp.as_file().sync_all().map_err(io(&path))?;
+        readable(tmp.as_file()).map_err(io(&path))?;
         temps.push((tmp, path));
     }
     let params: Vec<WrittenParam> = written.into_iter().flatten().collect();
@@ -161,7 +162,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(path))?;
     tmp.write_all(bytes).map_err(io(path))?;
     tmp.as_file().sync_all().map_err(io(path))?;
+    readable(tmp.as_file()).map_err(io(path))?;
     tmp.persist(path).map_err(|e| CheckpointError::Io { path: path.into(), source: e.error })?;
     Ok(())
 }
 
+
+/// Temp files are created 0600; a finished checkpoint is an ordinary 0644 file.
+fn readable(f: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+    Ok(())
+}

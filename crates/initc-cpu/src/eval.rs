@@ -61,6 +61,8 @@ pub struct Evaluator<'m> {
     m: &'m Module,
     root: Key,
     uses: Vec<u32>,
+    /// Whether a node depends on the seed (otherwise it is a compile-time constant to XLA).
+    seeded: Vec<bool>,
 }
 
 impl<'m> Evaluator<'m> {
@@ -74,7 +76,49 @@ impl<'m> Evaluator<'m> {
         for p in &m.params {
             uses[p.value.index()] += 1;
         }
-        Evaluator { m, root: rng::prng_key(seed), uses }
+        let mut seeded = vec![false; m.nodes.len()];
+        for (i, n) in m.nodes.iter().enumerate() {
+            seeded[i] = matches!(n.op, Op::Seed) || n.op.operands().iter().any(|v| seeded[v.index()]);
+        }
+        Evaluator { m, root: rng::prng_key(seed), uses, seeded }
+    }
+
+    /// The value of a seed-independent f32 node that is one scalar broadcast (a constant to XLA).
+    fn const_f32(&self, v: Value) -> Option<f32> {
+        let n = self.m.node(v);
+        if self.seeded[v.index()] || n.ty.dtype != DType::F32 {
+            return None;
+        }
+        let scalar = match &n.op {
+            Op::Full { value } => return Some(value.get() as f32),
+            Op::Broadcast { x, .. } if self.m.ty(*x).numel() == Some(1) => *x,
+            _ => return None,
+        };
+        match self.eval(scalar, &Idx::Run { start: 0, len: 1 }) {
+            Buf::F32(x) => x.first().copied(),
+            _ => None,
+        }
+    }
+
+    /// `mul(normal, c)` in f32 with a constant `c`: XLA (under jit) rewrites
+    /// `(sqrt2 * erf_inv(u)) * c` into `erf_inv(u) * f32(sqrt2 * c)`. Returns the normal's key
+    /// and the folded factor.
+    fn reassociated_normal(&self, mul: Value) -> Option<(Value, f32)> {
+        let Op::Binary { op: initc_ir::BinaryOp::Mul, a, b } = self.m.node(mul).op else { return None };
+        for (n, c) in [(a, b), (b, a)] {
+            if let (Op::Normal { key }, DType::F32) = (&self.m.node(n).op, self.m.ty(n).dtype) {
+                if let Some(c) = self.const_f32(c) {
+                    return Some((*key, rng::SQRT2_F32 * c));
+                }
+            }
+        }
+        None
+    }
+
+    fn erf_inv_of_normal(&self, key: Value, idx: &Idx) -> Vec<f32> {
+        let mut e = vec![0f32; idx.len()];
+        rng::normal_erf_inv_f32(self.key(key), idx.as_rng(), &mut e);
+        e
     }
 
     pub fn module(&self) -> &'m Module {
@@ -110,7 +154,7 @@ impl<'m> Evaluator<'m> {
                 ew::convert(Buf::U64(idx.iter().map(|i| (i / st) % size).collect()), ty.dtype)
             }
             Op::Unary { op, x } => ew::unary(*op, self.eval(*x, idx)),
-            Op::Binary { op, a, b } => self.binary(*op, *a, *b, idx),
+            Op::Binary { op, a, b } => self.binary(v, *op, *a, *b, idx),
             Op::Compare { dir, a, b } => ew::compare(*dir, self.eval(*a, idx), self.eval(*b, idx)),
             Op::Select { pred, on_true, on_false } => match self.eval(*pred, idx) {
                 Buf::Bool(p) => ew::select(&p, self.eval(*on_true, idx), self.eval(*on_false, idx)),
@@ -139,15 +183,27 @@ impl<'m> Evaluator<'m> {
         }
     }
 
-    fn binary(&self, op: initc_ir::BinaryOp, a: Value, b: Value, idx: &Idx) -> Buf {
+    /// Binary ops, with the two rewrites XLA:CPU applies that change f32 bits: constant
+    /// reassociation into `normal` (see [`Self::reassociated_normal`]) and contraction of a
+    /// single-use multiply feeding an add into one FMA.
+    fn binary(&self, v: Value, op: initc_ir::BinaryOp, a: Value, b: Value, idx: &Idx) -> Buf {
         use initc_ir::BinaryOp::{Add, Mul};
-        // XLA:CPU contracts a single-use f32 multiply feeding an add into one FMA.
+        if op == Mul {
+            if let Some((key, c)) = self.reassociated_normal(v) {
+                return Buf::F32(self.erf_inv_of_normal(key, idx).into_iter().map(|e| e * c).collect());
+            }
+        }
         if op == Add && self.m.ty(a).dtype == DType::F32 {
-            for (m, c) in [(a, b), (b, a)] {
+            for (m, other) in [(a, b), (b, a)] {
+                if self.uses[m.index()] != 1 {
+                    continue;
+                }
+                if let Some((key, c)) = self.reassociated_normal(m) {
+                    let Buf::F32(o) = self.eval(other, idx) else { break };
+                    return Buf::F32(self.erf_inv_of_normal(key, idx).into_iter().zip(o).map(|(e, o)| e.mul_add(c, o)).collect());
+                }
                 if let Op::Binary { op: Mul, a: x, b: y } = self.m.node(m).op {
-                    if self.uses[m.index()] == 1 {
-                        return ew::fma_f32(self.eval(x, idx), self.eval(y, idx), self.eval(c, idx));
-                    }
+                    return ew::fma_f32(self.eval(x, idx), self.eval(y, idx), self.eval(other, idx));
                 }
             }
         }

@@ -158,6 +158,19 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// `erf_inv(u)` of `jax.random.normal`'s uniform `u`, before the `* sqrt(2)`: what XLA's
+    /// algebraic simplifier leaves when it folds `(sqrt(2) * erf_inv(u)) * c` into
+    /// `erf_inv(u) * (sqrt(2) * c)` under `jax.jit`.
+    pub fn normal_erf_inv_f32(key: Key, idx: Indices, out: &mut [f32]) {
+        let scale = 1.0 - NORMAL_LO;
+        xor_bits(key, idx, bytemuck_u32(out));
+        for v in out.iter_mut() {
+            *v = xla_cpu::erf_inv(uniform_from_bits(v.to_bits(), NORMAL_LO, scale));
+        }
+    }
+}
+
 /// Host-computed constants of a truncated normal draw (RNG_SPEC §6).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TruncBounds {
@@ -262,7 +275,8 @@ pub fn normal_half_bits(h: Half, key: Key, idx: Indices, out: &mut [u16]) {
 }
 
 /// `jax.random.truncated_normal` for bf16/f16, following JAX's code path in the 16-bit type
-/// (bounds and `erf` constants computed as for f32, then rounded). Not yet checked against JAX.
+/// (bounds and `erf` constants computed as for f32, then rounded). Checked against jax.jit by
+/// tools/oracle for bf16 (mlp example); f16 not yet.
 pub fn truncated_normal_half_bits(h: Half, key: Key, idx: Indices, lower: f64, upper: f64, out: &mut [u16]) {
     let (l, u) = (h.to_f32(h.from_f64(lower)), h.to_f32(h.from_f64(upper)));
     let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));

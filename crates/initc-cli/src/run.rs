@@ -1,0 +1,87 @@
+//! `initc run`: materialize a model and write a checkpoint (CPU engine, the default backend).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::input::{load, CliError};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The embedded CPU engine (bit-exact with JAX on XLA:CPU).
+    Cpu,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// model.toml (or an IR file: `.pb` protobuf, anything else text).
+    pub input: PathBuf,
+    /// Output directory: model.safetensors (or shards + index) and manifest.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Seed (u64), overriding the model's [rng] seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Split the checkpoint into HF-style shards of at most this size (e.g. 5GB, 500MiB, 1000000).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_shard_size: Option<u64>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+}
+
+/// `5GB` = 5e9 bytes, `500MiB` = 500·2^20, a bare number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 5GB, 500MiB or 1000000"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        u => return Err(format!("unknown size unit `{u}` (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
+    };
+    let bytes = n * mult;
+    if !(bytes >= 1.0 && bytes < 1.8e19) {
+        return Err(format!("`{s}` is not a positive size"));
+    }
+    Ok(bytes as u64)
+}
+
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let m = load(&args.input)?;
+    let seed = args.seed.unwrap_or(m.seed);
+    let total = m.total_bytes();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().map_err(|e| format!("thread pool: {e}"))?;
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let start = Instant::now();
+    let written = pool.install(|| initc_cpu::write_checkpoint(&m, seed, &args.out, args.max_shard_size, &|n| bar.inc(n)));
+    bar.finish_and_clear();
+    let written = written.map_err(|e| CliError::Plain(format!("writing the checkpoint failed: {e}")))?;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {} parameters, {:.3} GB in {} file(s) to {} in {:.2} s ({:.2} GB/s, {} threads)",
+        m.params.len(),
+        written.total_bytes as f64 / 1e9,
+        written.files.len(),
+        args.out.display(),
+        secs,
+        written.total_bytes as f64 / 1e9 / secs,
+        pool.current_num_threads(),
+    );
+    println!("digest {}", initc_cpu::hex(&written.digest));
+    Ok(())
+}
