@@ -107,6 +107,26 @@ impl Buf {
 
     /// Appends the little-endian bytes of the elements (a key is two u32 words).
     pub fn append_le_bytes(&self, out: &mut Vec<u8>) {
+        #[cfg(target_endian = "little")]
+        {
+            fn raw<T: Copy>(v: &[T]) -> &[u8] {
+                // SAFETY: plain-old-data numbers; any initialized memory is valid as bytes.
+                unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+            }
+            let bytes = match self {
+                Buf::F32(v) => Some(raw(v)),
+                Buf::F64(v) => Some(raw(v)),
+                Buf::Half(_, v) | Buf::U16(v) => Some(raw(v)),
+                Buf::U32(v) => Some(raw(v)),
+                Buf::U64(v) => Some(raw(v)),
+                Buf::I32(v) => Some(raw(v)),
+                _ => None,
+            };
+            if let Some(b) = bytes {
+                out.extend_from_slice(b);
+                return;
+            }
+        }
         macro_rules! le {
             ($v:expr) => {
                 for x in $v {

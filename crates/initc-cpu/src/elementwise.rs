@@ -47,6 +47,11 @@ macro_rules! float_binary {
     };
 }
 float_binary!(f32_binary, f32);
+
+/// The f32 binary op as a plain function (for scalar-operand fast paths).
+pub fn f32_binary_fn(op: BinaryOp) -> impl Fn(f32, f32) -> f32 {
+    move |a, b| f32_binary(op, a, b)
+}
 float_binary!(f64_binary, f64);
 
 macro_rules! int_binary {
