@@ -61,7 +61,9 @@ fn plan_files(params: &[Param], max: Option<u64>) -> Vec<Vec<usize>> {
             files.push(vec![]);
             size = 0;
         }
-        files.last_mut().map(|f| f.push(i));
+        if let Some(f) = files.last_mut() {
+            f.push(i);
+        }
         size += b;
     }
     files

@@ -209,19 +209,15 @@ impl<'m> Evaluator<'m> {
         }
         // A constant f32 operand is applied as a scalar instead of a materialized buffer.
         if self.m.ty(a).dtype == DType::F32 {
-            if let (Some(c), Buf::F32(mut x)) = (self.const_f32(b), self.eval_if_not_const(a, idx)) {
-                let f = ew::f32_binary_fn(op);
-                x.iter_mut().for_each(|v| *v = f(*v, c));
-                return Buf::F32(x);
+            if let Some(c) = self.const_f32(b) {
+                if let Buf::F32(mut x) = self.eval(a, idx) {
+                    let f = ew::f32_binary_fn(op);
+                    x.iter_mut().for_each(|v| *v = f(*v, c));
+                    return Buf::F32(x);
+                }
             }
         }
         ew::binary(op, self.eval(a, idx), self.eval(b, idx))
-    }
-
-    /// Evaluates `v` unless it is a scalar constant (then returns an empty buffer, so callers
-    /// fall through to the general path).
-    fn eval_if_not_const(&self, v: Value, idx: &Idx) -> Buf {
-        if self.const_f32(v).is_some() { Buf::Bool(Vec::new()) } else { self.eval(v, idx) }
     }
 
     fn random_bits(&self, key: Key, width: u8, idx: &Idx) -> Buf {
