@@ -5,7 +5,9 @@ use std::path::Path;
 use codespan_reporting::diagnostic::{Diagnostic, Label};
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, termcolor::{ColorChoice, StandardStream}};
-use initc_ir::Module;
+use initc_frontend::{ShardFailure, ShardSpec};
+use initc_ir::{Mesh, Module, Uneven};
+use initc_shard::Builtin;
 
 /// A user-facing failure: rendered once by `main`, exit code 1 (2 for usage errors from clap).
 pub enum CliError {
@@ -47,30 +49,116 @@ fn offset(src: &str, line: usize, col: usize) -> usize {
     start + line_text.char_indices().nth(col.saturating_sub(1)).map_or(line_text.len(), |(i, _)| i)
 }
 
+/// `--mesh` and `--rules`, shared by every command that shards.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ShardArgs {
+    /// Device mesh as `axis=size,...` in order (e.g. `fsdp=8`, `dp=2,fsdp=4,tp=8`); replaces
+    /// the model.toml's [mesh]. Device k sits at the row-major coordinates of k.
+    #[arg(long, value_name = "AXES", value_parser = parse_mesh)]
+    pub mesh: Option<Mesh>,
+    /// Built-in rule set (fsdp, tp, fsdp+tp), replacing [sharding] rules; the file's [[shard]]
+    /// and [logical_rules] still come first. Axes the mesh lacks count as size 1.
+    #[arg(long, value_name = "SET", value_parser = parse_rules)]
+    pub rules: Option<Builtin>,
+    /// Dimensions not divisible by their axes: `error` (default) or `pad` (XLA-style padded
+    /// shards); replaces [sharding] uneven.
+    #[arg(long, value_name = "POLICY", value_parser = parse_uneven)]
+    pub uneven: Option<Uneven>,
+}
+
+pub fn parse_uneven(s: &str) -> Result<Uneven, String> {
+    Uneven::from_name(s).ok_or_else(|| format!("`{s}` is not a policy: `error` or `pad`"))
+}
+
+pub fn parse_mesh(s: &str) -> Result<Mesh, String> {
+    s.parse::<Mesh>().map_err(|e| e.to_string())
+}
+
+pub fn parse_rules(s: &str) -> Result<Builtin, String> {
+    initc_frontend::builtin(s).map_err(|hint| format!("unknown rule set `{s}` ({hint})"))
+}
+
+/// A model as read: the traced (unsharded) module, and for a model.toml its sharding sections.
+pub struct Loaded {
+    pub module: Module,
+    toml: Option<(String, String, ShardSpec)>,
+}
+
+impl Loaded {
+    /// The module sharded on `mesh` (else the file's [mesh]) with the file's rules and
+    /// `rules` as the built-in set; unsharded when no mesh is given anywhere. Warns on stderr
+    /// about parameters no rule matched and `[[shard]]` rules that matched nothing.
+    pub fn sharded(&self, mesh: Option<&Mesh>, rules: Option<Builtin>, uneven: Option<Uneven>) -> Result<Module, CliError> {
+        let mut m = self.module.clone();
+        let report = match &self.toml {
+            Some((path, source, spec)) => spec.apply(&mut m, mesh, rules, uneven, Some((path, source))).map_err(|e| match e {
+                ShardFailure::Config(e) => config_error(e),
+                ShardFailure::Rules(e) => CliError::Plain(format!("{e}{}", initc_frontend::shard_hint(&e).map(|h| format!("\n  hint: {h}")).unwrap_or_default())),
+            })?,
+            None if mesh.is_none() && rules.is_none() && uneven.is_none() => None,
+            None => {
+                let Some(mut mesh) = mesh.or(m.mesh.as_ref()).cloned() else {
+                    return Err(CliError::Plain("--rules needs a mesh: pass --mesh (this IR file has none)".into()));
+                };
+                let Some(rules) = rules else {
+                    return Err(CliError::Plain("re-sharding an IR file on a new --mesh needs --rules (its original rules are not recorded)".into()));
+                };
+                if let Some(u) = uneven {
+                    mesh.uneven = u;
+                }
+                let r = initc_shard::Rules { builtin: Some(rules), ..Default::default() };
+                Some(initc_shard::shard(&mut m, &mesh, &r).map_err(|e| CliError::Plain(e.to_string()))?)
+            }
+        };
+        if let Some(report) = report {
+            let unmatched = report.unmatched(&m);
+            if !unmatched.is_empty() {
+                let shown: Vec<&str> = unmatched.iter().take(5).copied().collect();
+                let more = if unmatched.len() > 5 { format!(" and {} more", unmatched.len() - 5) } else { String::new() };
+                eprintln!("warning: {} parameter(s) matched no sharding rule and are replicated on every device: {}{more}", unmatched.len(), shown.join(", "));
+            }
+            if let Some((_, _, spec)) = &self.toml {
+                for (rule, hits) in spec.rules.shard.iter().zip(report.shard_rule_hits(&spec.rules)) {
+                    if hits == 0 {
+                        eprintln!("warning: [[shard]] match = \"{}\" decided no parameter (an earlier rule, or no FQN, matched)", rule.pattern);
+                    }
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+fn config_error(e: initc_frontend::ConfigError) -> CliError {
+    CliError::Source { path: e.path.clone(), span: e.span.clone(), message: e.message(), hint: e.hint.clone(), source: e.source }
+}
+
 /// Loads a model from `path`: `.toml` is traced, `.pb` is protobuf IR, anything else text IR.
-pub fn load(path: &Path) -> Result<Module, CliError> {
+pub fn load(path: &Path) -> Result<Loaded, CliError> {
     let shown = path.display().to_string();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext == "pb" {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        return initc_proto::decode(&bytes).map_err(|e| CliError::Plain(format!("{shown}: {e}")));
+        let module = initc_proto::decode(&bytes).map_err(|e| CliError::Plain(format!("{shown}: {e}")))?;
+        return Ok(Loaded { module, toml: None });
     }
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     if ext == "toml" {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        return initc_frontend::trace_toml(&shown, &source, stem).map(|t| t.module).map_err(|e| CliError::Source {
-            path: e.path.clone(),
-            span: e.span.clone(),
-            message: e.message(),
-            hint: e.hint.clone(),
-            source: e.source,
-        });
+        let t = initc_frontend::trace_toml(&shown, &source, stem).map_err(config_error)?;
+        return Ok(Loaded { module: t.module, toml: Some((shown, source, t.shard)) });
     }
-    initc_ir::parse(&source).map_err(|e| {
+    let module = initc_ir::parse(&source).map_err(|e| {
         let at = offset(&source, e.line, e.col);
         let end = (at + 1).min(source.len()).max(at);
         CliError::Source { path: shown, message: e.kind.to_string(), span: at..end, hint: None, source }
-    })
+    })?;
+    Ok(Loaded { module, toml: None })
+}
+
+/// Loads and shards in one step (see [`Loaded::sharded`]).
+pub fn load_sharded(path: &Path, shard: &ShardArgs) -> Result<Module, CliError> {
+    load(path)?.sharded(shard.mesh.as_ref(), shard.rules, shard.uneven)
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename), or to

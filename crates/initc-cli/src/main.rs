@@ -1,8 +1,10 @@
 //! `initc`: compile model initialization programs. See `initc --help`.
 
 mod input;
+mod plan;
 mod run;
 mod trace;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -20,7 +22,10 @@ const EXAMPLES: &str = "Examples:
   initc trace model.toml --format proto -o model.pb   protobuf IR for other tools
   initc trace model.pb                                read an IR back (text: any other extension)
   initc run examples/llama3_1b.toml --out ckpt/        write ckpt/model.safetensors + manifest.json
-  initc run model.toml --out ckpt/ --seed 7 --max-shard-size 5GB   HF-style shards + index";
+  initc run model.toml --out ckpt/ --seed 7 --max-shard-size 5GB   HF-style shards + index
+  initc plan examples/llama3_405b.toml --mesh fsdp=32,tp=8 --rules fsdp+tp   bytes per device
+  initc run examples/llama3_8b.toml --mesh fsdp=8 --rules fsdp --device 3 --out dev3/   one device's shards
+  initc verify examples/llama3_1b.toml --rules fsdp+tp --mesh fsdp=8 --mesh fsdp=4,tp=2   same bits on every mesh";
 
 #[derive(Parser, Debug)]
 #[command(name = "initc", version, about = ABOUT, after_help = EXAMPLES)]
@@ -36,6 +41,13 @@ enum Command {
     /// Materialize every parameter and write a safetensors checkpoint plus manifest.json
     /// (SHA-256 per parameter). Prints `digest <hex>`: SHA-256 over the per-parameter digests.
     Run(run::RunArgs),
+    /// Show what each device of a mesh will hold: bytes per device (min/max/mean), the
+    /// largest per-device shards, the replication factor.
+    Plan(plan::PlanArgs),
+    /// Materialize every device's shards for each --mesh, reassemble them and compare with
+    /// the unsharded run bit for bit. Prints one line per mesh and `digest <hex>` (the same for
+    /// every mesh, and the digest in `initc run`'s manifest.json). Exit 1 on any difference.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +55,8 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Run(a) => run::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

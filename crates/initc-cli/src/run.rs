@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::input::{load, CliError};
+use crate::input::{load_sharded, CliError, ShardArgs};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -33,6 +33,12 @@ pub struct RunArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
+    /// Write only device K's shards (needs a mesh); each tensor's global offset goes into the
+    /// safetensors metadata (`initc.shard.<fqn>`) and manifest.json.
+    #[arg(long, value_name = "K")]
+    pub device: Option<u64>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// `5GB` = 5e9 bytes, `500MiB` = 500·2^20, a bare number is bytes.
@@ -61,14 +67,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let m = load(&args.input)?;
+    let m = load_sharded(&args.input, &args.shard)?;
     let seed = args.seed.unwrap_or(m.seed);
-    let total = m.total_bytes();
+    let opts = initc_cpu::WriteOptions { max_shard_bytes: args.max_shard_size, device: args.device };
+    let total = match (args.device, &m.mesh) {
+        (Some(_), None) => return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into())),
+        (Some(d), Some(mesh)) if d >= mesh.devices() => return Err(CliError::Plain(format!("--device {d}: mesh {mesh} has devices 0..{}", mesh.devices()))),
+        (Some(d), Some(_)) => initc_shard::Plan::new(&m).map_or(0, |p| p.devices[d as usize].bytes),
+        (None, _) => m.total_bytes(),
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().map_err(|e| format!("thread pool: {e}"))?;
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let start = Instant::now();
-    let written = pool.install(|| initc_cpu::write_checkpoint(&m, seed, &args.out, args.max_shard_size, &|n| bar.inc(n)));
+    let written = pool.install(|| initc_cpu::write_checkpoint(&m, seed, &args.out, &opts, &|n| bar.inc(n)));
     bar.finish_and_clear();
     let written = written.map_err(|e| CliError::Plain(format!("writing the checkpoint failed: {e}")))?;
     let secs = start.elapsed().as_secs_f64();
@@ -82,6 +94,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         written.total_bytes as f64 / 1e9 / secs,
         pool.current_num_threads(),
     );
-    println!("digest {}", initc_cpu::hex(&written.digest));
+    match args.device {
+        None => println!("digest {}", initc_cpu::hex(&written.digest)),
+        Some(d) => println!("shard_digest {} device {d}", initc_cpu::hex(&written.digest)),
+    }
     Ok(())
 }

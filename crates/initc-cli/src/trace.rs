@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use initc_ir::Module;
 
-use crate::input::{load, write_output, CliError};
+use crate::input::{load_sharded, write_output, CliError, ShardArgs};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -30,10 +30,12 @@ pub struct TraceArgs {
     /// Override the seed recorded in the module (u64; the toml's [rng] seed otherwise).
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 pub fn run(args: &TraceArgs) -> Result<(), CliError> {
-    let mut m = load(&args.input)?;
+    let mut m = load_sharded(&args.input, &args.shard)?;
     if let Some(s) = args.seed {
         m.seed = s;
     }
@@ -55,14 +57,25 @@ pub fn manifest_json(m: &Module) -> serde_json::Value {
     let params: Vec<serde_json::Value> = m
         .params
         .iter()
-        .map(|p| serde_json::json!({"fqn": p.fqn, "shape": p.ty.shape, "dtype": p.ty.dtype.name(), "axes": p.axes, "init": p.init}))
+        .map(|p| {
+            let mut v = serde_json::json!({"fqn": p.fqn, "shape": p.ty.shape, "dtype": p.ty.dtype.name(), "axes": p.axes, "init": p.init});
+            if let Some(s) = &p.sharding {
+                v["sharding"] = s.dims.clone().into();
+            }
+            v
+        })
         .collect();
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "name": m.name,
         "seed": m.seed,
         "params": params,
         "num_tensors": m.params.len(),
         "total_params": m.total_elements(),
         "total_bytes": m.total_bytes(),
-    })
+    });
+    if let Some(mesh) = &m.mesh {
+        v["mesh"] = mesh.axes.iter().map(|a| serde_json::json!({"name": a.name, "size": a.size})).collect::<Vec<_>>().into();
+        v["uneven"] = mesh.uneven.name().into();
+    }
+    v
 }

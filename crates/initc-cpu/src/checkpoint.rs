@@ -18,6 +18,10 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("output directory {}: {reason}", path.display())]
     Dir { path: PathBuf, reason: String },
+    #[error("a device's shards need a sharded module (give a mesh: [mesh] or --mesh)")]
+    NoMesh,
+    #[error("device {device} does not exist: mesh {mesh} has devices 0..{devices}")]
+    Device { device: u64, devices: u64, mesh: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -31,32 +35,72 @@ pub struct WrittenParam {
     pub file: String,
     pub sha256: [u8; 32],
     pub bytes: u64,
+    /// The region written: global offset and local shape (the whole tensor unless a device's).
+    pub offset: Vec<u64>,
+    pub shape: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Written {
     pub params: Vec<WrittenParam>,
     pub files: Vec<String>,
-    /// SHA-256 over the concatenated per-parameter digests (raw bytes, model order).
+    /// SHA-256 over the concatenated per-tensor digests (raw bytes, model order): the model
+    /// digest for a whole checkpoint, the shard digest for one device's.
     pub digest: [u8; 32],
     pub total_bytes: u64,
+    pub device: Option<u64>,
 }
 
 pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn param_bytes(p: &Param) -> u64 {
-    p.ty.numel().unwrap_or(0) * p.ty.dtype.size_bytes()
+/// What to write.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// Split into HF-style files of at most this many bytes (a larger tensor gets its own).
+    pub max_shard_bytes: Option<u64>,
+    /// Write only this device's shards of a sharded module (each tensor's global offset goes
+    /// into the safetensors metadata and the manifest).
+    pub device: Option<u64>,
 }
 
-/// Groups parameters (in order) into files of at most `max` bytes (a larger tensor gets its own).
-fn plan_files(params: &[Param], max: Option<u64>) -> Vec<Vec<usize>> {
-    let Some(max) = max else { return vec![(0..params.len()).collect()] };
+/// One tensor of the checkpoint: a parameter's region (all of it, or one device's shard).
+struct Item<'m> {
+    param: &'m Param,
+    region: Region,
+}
+
+impl Item<'_> {
+    fn bytes(&self) -> u64 {
+        self.region.numel() * self.param.ty.dtype.size_bytes()
+    }
+}
+
+fn items<'m>(m: &'m Module, device: Option<u64>) -> Result<Vec<Item<'m>>, CheckpointError> {
+    let Some(device) = device else {
+        return Ok(m.params.iter().map(|p| Item { param: p, region: Region::full(&p.ty.shape) }).collect());
+    };
+    let Some(mesh) = &m.mesh else { return Err(CheckpointError::NoMesh) };
+    if device >= mesh.devices() {
+        return Err(CheckpointError::Device { device, devices: mesh.devices(), mesh: mesh.to_string() });
+    }
+    Ok(m.params
+        .iter()
+        .map(|p| {
+            let s = p.sharding.clone().unwrap_or_else(|| initc_ir::Sharding::replicated(p.ty.rank()));
+            Item { param: p, region: initc_shard::device_region(mesh, &s, &p.ty.shape, device) }
+        })
+        .collect())
+}
+
+/// Groups items (in order) into files of at most `max` bytes (a larger tensor gets its own).
+fn plan_files(items: &[Item], max: Option<u64>) -> Vec<Vec<usize>> {
+    let Some(max) = max else { return vec![(0..items.len()).collect()] };
     let mut files: Vec<Vec<usize>> = vec![];
     let mut size = 0;
-    for (i, p) in params.iter().enumerate() {
-        let b = param_bytes(p);
+    for (i, it) in items.iter().enumerate() {
+        let b = it.bytes();
         if files.is_empty() || (size + b > max && size > 0) {
             files.push(vec![]);
             size = 0;
@@ -69,14 +113,31 @@ fn plan_files(params: &[Param], max: Option<u64>) -> Vec<Vec<usize>> {
     files
 }
 
-fn header(m: &Module, seed: u64, members: &[usize]) -> Vec<u8> {
-    let mut h = format!("{{\"__metadata__\":{{\"format\":\"pt\",\"producer\":\"initc\",\"seed\":\"{seed}\"}}");
+fn list(xs: &[u64]) -> String {
+    xs.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &[usize]) -> Vec<u8> {
+    let mut meta = serde_json::Map::new();
+    meta.insert("format".into(), "pt".into());
+    meta.insert("producer".into(), "initc".into());
+    meta.insert("seed".into(), seed.to_string().into());
+    if let (Some(d), Some(mesh)) = (device, &m.mesh) {
+        meta.insert("initc.mesh".into(), mesh.to_string().into());
+        meta.insert("initc.device".into(), d.to_string().into());
+        meta.insert("initc.coords".into(), list(&mesh.coords(d)).into());
+        for &i in members {
+            let it = &items[i];
+            let v = format!("offset=[{}] global_shape=[{}]", list(&it.region.offset), list(&it.param.ty.shape));
+            meta.insert(format!("initc.shard.{}", it.param.fqn), v.into());
+        }
+    }
+    let mut h = format!("{{\"__metadata__\":{}", serde_json::Value::Object(meta));
     let mut off = 0u64;
     for &i in members {
-        let p = &m.params[i];
-        let b = param_bytes(p);
-        let shape: Vec<String> = p.ty.shape.iter().map(u64::to_string).collect();
-        h += &format!(",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{off},{}]}}", serde_json::Value::from(p.fqn.as_str()), p.ty.dtype.safetensors_name(), shape.join(","), off + b);
+        let it = &items[i];
+        let b = it.bytes();
+        h += &format!(",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{off},{}]}}", serde_json::Value::from(it.param.fqn.as_str()), it.param.ty.dtype.safetensors_name(), list(&it.region.shape), off + b);
         off += b;
     }
     h.push('}');
@@ -88,34 +149,35 @@ fn header(m: &Module, seed: u64, members: &[usize]) -> Vec<u8> {
     out
 }
 
-/// Writes the checkpoint of `m` for `seed` into `dir`. `progress(bytes)` is called as data is
-/// written.
-pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, max_shard_bytes: Option<u64>, progress: &(dyn Fn(u64) + Sync)) -> Result<Written, CheckpointError> {
+/// Writes the checkpoint of `m` for `seed` into `dir` (the whole model, or one device's
+/// shards). `progress(bytes)` is called as data is written.
+pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Written, CheckpointError> {
+    let items = items(m, opts.device)?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     if !dir.is_dir() {
         return Err(CheckpointError::Dir { path: dir.into(), reason: "is not a directory".into() });
     }
     let ev = Evaluator::new(m, seed);
-    let groups = plan_files(&m.params, max_shard_bytes);
+    let groups = plan_files(&items, opts.max_shard_bytes);
     let n = groups.len();
     let names: Vec<String> = if n == 1 { vec!["model.safetensors".into()] } else { (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect() };
-    let mut written: Vec<Option<WrittenParam>> = vec![None; m.params.len()];
+    let mut written: Vec<Option<WrittenParam>> = vec![None; items.len()];
     let mut temps = Vec::new();
     for (members, name) in groups.iter().zip(&names) {
         let path = dir.join(name);
         let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir).map_err(io(&path))?;
         let mut w = BufWriter::with_capacity(1 << 22, tmp.as_file());
-        w.write_all(&header(m, seed, members)).map_err(io(&path))?;
+        w.write_all(&header(m, seed, opts.device, &items, members)).map_err(io(&path))?;
         for &i in members {
-            let p = &m.params[i];
+            let it = &items[i];
             let mut h = Sha256::new();
-            materialize(&ev, p.value, &p.ty.shape, &Region::full(&p.ty.shape), |b: &[u8]| {
+            materialize(&ev, it.param.value, &it.param.ty.shape, &it.region, |b: &[u8]| {
                 h.update(b);
                 progress(b.len() as u64);
                 w.write_all(b)
             })
             .map_err(io(&path))?;
-            written[i] = Some(WrittenParam { fqn: p.fqn.clone(), file: name.clone(), sha256: h.finalize().into(), bytes: param_bytes(p) });
+            written[i] = Some(WrittenParam { fqn: it.param.fqn.clone(), file: name.clone(), sha256: h.finalize().into(), bytes: it.bytes(), offset: it.region.offset.clone(), shape: it.region.shape.clone() });
         }
         w.flush().map_err(io(&path))?;
         drop(w);
@@ -128,7 +190,7 @@ pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, max_shard_bytes: Opti
     for p in &params {
         all.update(p.sha256);
     }
-    let out = Written { digest: all.finalize().into(), total_bytes: params.iter().map(|p| p.bytes).sum(), params, files: names.clone() };
+    let out = Written { digest: all.finalize().into(), total_bytes: params.iter().map(|p| p.bytes).sum(), params, files: names.clone(), device: opts.device };
     for (tmp, path) in temps {
         tmp.persist(&path).map_err(|e| CheckpointError::Io { path: path.clone(), source: e.error })?;
     }
@@ -147,16 +209,36 @@ fn pretty(v: &serde_json::Value) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// `manifest.json`: shapes, dtypes, SHA-256 of each parameter's raw little-endian bytes, and the
-/// digest over them (the value `initc verify` prints for every mesh).
+/// `manifest.json`: shapes, dtypes, SHA-256 of each tensor's raw little-endian bytes, and the
+/// digest over them. For a whole checkpoint that is the model digest `initc verify` prints for
+/// every mesh; a device checkpoint records the mesh, its coordinates, each shard's global
+/// offset, and calls its digest `shard_digest`.
 pub fn manifest_json(m: &Module, seed: u64, w: &Written) -> serde_json::Value {
     let params: Vec<serde_json::Value> = m
         .params
         .iter()
         .zip(&w.params)
-        .map(|(p, wp)| serde_json::json!({"fqn": p.fqn, "shape": p.ty.shape, "dtype": p.ty.dtype.name(), "init": p.init, "file": wp.file, "bytes": wp.bytes, "sha256": hex(&wp.sha256)}))
+        .map(|(p, wp)| {
+            let mut v = serde_json::json!({"fqn": p.fqn, "shape": p.ty.shape, "dtype": p.ty.dtype.name(), "init": p.init, "file": wp.file, "bytes": wp.bytes, "sha256": hex(&wp.sha256)});
+            if w.device.is_some() {
+                v["offset"] = wp.offset.clone().into();
+                v["local_shape"] = wp.shape.clone().into();
+                v["sharding"] = p.sharding.as_ref().map(|s| s.to_string()).into();
+            }
+            v
+        })
         .collect();
-    serde_json::json!({"name": m.name, "seed": seed, "files": w.files, "total_bytes": w.total_bytes, "digest": hex(&w.digest), "params": params})
+    let mut v = serde_json::json!({"name": m.name, "seed": seed, "files": w.files, "total_bytes": w.total_bytes, "params": params});
+    match (w.device, &m.mesh) {
+        (Some(d), Some(mesh)) => {
+            v["mesh"] = mesh.to_string().into();
+            v["device"] = d.into();
+            v["coords"] = mesh.coords(d).into();
+            v["shard_digest"] = hex(&w.digest).into();
+        }
+        _ => v["digest"] = hex(&w.digest).into(),
+    }
+    v
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {

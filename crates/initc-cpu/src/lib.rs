@@ -2,7 +2,8 @@
 //!
 //! API boundary: [`Evaluator`] computes any node at any set of flat indices; [`materialize`]
 //! streams any rectangular [`Region`] of a parameter (what a device shard is) with bounded
-//! memory and rayon parallelism; [`write_checkpoint`] writes safetensors + manifest.
+//! memory and rayon parallelism; [`write_checkpoint`] writes safetensors + manifest (whole
+//! model or one device's shards); [`verify_shardings`] checks sharding-invariance.
 //! Inputs must be verified modules ([`initc_ir::verify`]). Nothing here prints.
 
 mod buf;
@@ -10,8 +11,10 @@ mod checkpoint;
 mod elementwise;
 mod eval;
 mod region;
+mod verify;
 
 pub use buf::Buf;
-pub use checkpoint::{hex, manifest_json, write_checkpoint, CheckpointError, Written, WrittenParam};
+pub use checkpoint::{hex, manifest_json, write_checkpoint, CheckpointError, WriteOptions, Written, WrittenParam};
 pub use eval::{strides, Evaluator, Idx};
 pub use region::{materialize, Region, CHUNK};
+pub use verify::{verify_shardings, MeshOutcome, Mismatch, VerifyError, VerifyOutcome};

@@ -5,27 +5,10 @@ use rayon::prelude::*;
 
 use crate::eval::{strides, Evaluator, Idx};
 use initc_ir::Value;
+pub use initc_shard::Region;
 
 /// Elements per work item: large enough to amortize dispatch, small enough to stay in cache.
 pub const CHUNK: usize = 1 << 16;
-
-/// A rectangular slice `[offset, offset + shape)` of a tensor of shape `global`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Region {
-    pub offset: Vec<u64>,
-    pub shape: Vec<u64>,
-}
-
-impl Region {
-    /// The whole tensor.
-    pub fn full(global: &[u64]) -> Region {
-        Region { offset: vec![0; global.len()], shape: global.to_vec() }
-    }
-
-    pub fn numel(&self) -> u64 {
-        self.shape.iter().product()
-    }
-}
 
 /// The region as runs of contiguous global flat indices, cut into pieces of at most `CHUNK`.
 struct Runs {

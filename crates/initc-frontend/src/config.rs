@@ -95,6 +95,11 @@ pub(crate) struct Root {
     pub overrides: Vec<OverrideSection>,
     #[serde(default, rename = "module")]
     pub modules: Vec<Spanned<ModuleSection>>,
+    pub mesh: Option<Spanned<crate::sharding::Ordered<i64>>>,
+    pub sharding: Option<crate::sharding::ShardingSection>,
+    #[serde(default)]
+    pub shard: Vec<crate::sharding::ShardSection>,
+    pub logical_rules: Option<crate::sharding::Ordered<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,9 +227,22 @@ pub(crate) fn dtype_of(v: &Spanned<String>, key: &str) -> Result<DType> {
 /// Where a traced model.toml came from, alongside the module.
 #[derive(Debug, Clone)]
 pub struct Traced {
+    /// The traced program, unsharded ([`Traced::shard`] attaches the mesh and shardings).
     pub module: Module,
+    /// `[mesh]`, `[sharding]`, `[[shard]]` and `[logical_rules]` as the file states them.
+    pub shard: crate::sharding::ShardSpec,
     /// Warnings (e.g. nothing to report yet); the CLI prints them.
     pub warnings: Vec<String>,
+}
+
+impl Traced {
+    /// The module sharded as the file itself says (`[mesh]` and its rules); unchanged when
+    /// the file has no `[mesh]`. `(path, source)` locate errors.
+    pub fn sharded(&self, path: &str, source: &str) -> std::result::Result<Module, crate::sharding::ShardFailure> {
+        let mut m = self.module.clone();
+        self.shard.apply(&mut m, None, None, None, Some((path, source)))?;
+        Ok(m)
+    }
 }
 
 /// Parses a model.toml (`source`, read from `path`) and traces it.

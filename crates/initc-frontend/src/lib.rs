@@ -16,6 +16,7 @@ mod model;
 mod modules;
 mod pattern;
 mod presets;
+mod sharding;
 mod tracer;
 
 pub use config::{trace_toml, ConfigError, ConfigErrorKind, Traced};
@@ -25,4 +26,5 @@ pub use key::fqn_fold_data;
 pub use modules::MODULE_TYPES;
 pub use pattern::{expand_ranges, glob_match};
 pub use presets::{llama3_ffn_dim, PRESETS};
+pub use sharding::{builtin, hint as shard_hint, ShardFailure, ShardSpec};
 pub use tracer::{Tensor, TraceError, Tracer};

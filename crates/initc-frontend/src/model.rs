@@ -58,6 +58,7 @@ fn trace_error(span: Range<usize>, e: TraceError) -> SpanError {
 }
 
 pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
+    let shard = crate::sharding::read(crate::sharding::RawSharding { mesh: root.mesh, sharding: root.sharding, shard: root.shard, logical_rules: root.logical_rules })?;
     let model_span = root.model.span();
     let model = root.model.into_inner();
     let name = model.name.as_ref().map_or(default_name.to_string(), |n| n.get_ref().clone());
@@ -105,7 +106,7 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
         return Err(SpanError::invalid(o.span.clone(), "match", format!("`{}` matches no parameter", o.pattern)).hint("`*` matches any run of characters (dots included), `?` one character; `initc trace --format json` lists every FQN"));
     }
     let module = cx.t.finish().map_err(|e| SpanError::invalid(model_span, "model", e.to_string()))?;
-    Ok(Traced { module, warnings: Vec::new() })
+    Ok(Traced { module, shard, warnings: Vec::new() })
 }
 
 /// Reads an optional positive integer with a default.

@@ -1,28 +1,7 @@
 //! FQN globs for overrides (`*` any run of characters, `?` one character) and `{a..b}`
 //! repetition in generic module names.
 
-/// Whether `fqn` matches `pattern` (`*` matches any run, dots included; `?` one character).
-pub fn glob_match(pattern: &str, fqn: &str) -> bool {
-    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), fqn.chars().collect());
-    let (mut pi, mut si) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            backtrack = Some((pi, si));
-            pi += 1;
-        } else if let Some((bp, bs)) = backtrack {
-            pi = bp + 1;
-            si = bs + 1;
-            backtrack = Some((bp, bs + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
+pub use initc_shard::glob_match;
 
 /// Expands every `{a..b}` (inclusive, a <= b) into the cartesian product of names, in order:
 /// `layers.{0..1}.fc{1..2}` → `layers.0.fc1, layers.0.fc2, layers.1.fc1, layers.1.fc2`.

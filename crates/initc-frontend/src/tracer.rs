@@ -85,6 +85,7 @@ impl Tracer {
             ty,
             axes: axes.iter().map(|s| s.to_string()).collect(),
             init: init.describe(),
+            sharding: None,
         });
         Ok(value)
     }

@@ -1,7 +1,9 @@
 //! Golden tests. Re-bless with `INITC_BLESS=1 cargo test`; CI fails on any diff.
-//! - every `examples/*.toml` → `tests/golden/ir/<stem>.ir` (text IR), and it round-trips
+//! - every `examples/*.toml` → `tests/golden/ir/<stem>.ir` (text IR, sharded when the file
+//!   has a `[mesh]`), and it round-trips
 //!   through the parser exactly;
-//! - every `tests/errors/*.toml` → `tests/errors/<stem>.err` (the error's one-line form).
+//! - every `tests/errors/*.toml` → `tests/errors/<stem>.err` (the error's one-line form),
+//!   from tracing or from sharding on the file's own `[mesh]`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,9 +50,10 @@ fn examples_match_golden_ir_and_round_trip() {
         let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
         let src = fs::read_to_string(&path).unwrap();
         let traced = initc_frontend::trace_toml(&rel(&path), &src, &stem).unwrap_or_else(|e| panic!("{e}"));
-        let text = traced.module.to_string();
+        let module = traced.sharded(&rel(&path), &src).unwrap_or_else(|e| panic!("{e}"));
+        let text = module.to_string();
         let reparsed = initc_ir::parse(&text).unwrap_or_else(|e| panic!("{stem}: {e}"));
-        assert_eq!(reparsed, traced.module, "{stem}: parse(print(m)) != m");
+        assert_eq!(reparsed, module, "{stem}: parse(print(m)) != m");
         assert_eq!(reparsed.to_string(), text, "{stem}: print(parse(t)) != t");
         check_golden(&root().join("tests/golden/ir").join(format!("{stem}.ir")), &text, &mut failures);
     }
@@ -78,12 +81,16 @@ fn each_error_class_has_its_message() {
     assert!(cases.len() >= 15, "found {} error cases", cases.len());
     for path in cases {
         let src = fs::read_to_string(&path).unwrap();
-        let err = match initc_frontend::trace_toml(&rel(&path), &src, "m") {
-            Ok(_) => {
-                failures.push(format!("{}: traced without error", path.display()));
+        let err = match initc_frontend::trace_toml(&rel(&path), &src, "m").map(|t| t.sharded(&rel(&path), &src)) {
+            Ok(Ok(_)) => {
+                failures.push(format!("{}: traced and sharded without error", path.display()));
                 continue;
             }
-            Err(e) => e,
+            Ok(Err(initc_frontend::ShardFailure::Config(e))) | Err(e) => e,
+            Ok(Err(e)) => {
+                failures.push(format!("{}: error without a file location: {e}", path.display()));
+                continue;
+            }
         };
         assert!(err.span.end <= src.len(), "{}: span outside the file", path.display());
         check_golden(&path.with_extension("err"), &format!("{err}\n"), &mut failures);

@@ -7,7 +7,8 @@
 //! Invariants of a verified module:
 //! - every operand refers to an earlier node, so one forward sweep evaluates it;
 //! - every node's type is consistent with its op and operands ([`check_node`]);
-//! - parameter FQNs are unique, non-empty, and each parameter's declared type is its value's.
+//! - parameter FQNs are unique, non-empty, and each parameter's declared type is its value's;
+//! - with a mesh, every parameter has a well-formed sharding on it; without one, none has.
 //!
 //! This crate knows nothing about random number values, files or devices.
 
@@ -17,6 +18,7 @@ mod module;
 mod op;
 mod parse;
 mod print;
+mod sharding;
 mod types;
 mod verify;
 
@@ -26,5 +28,6 @@ pub use module::{Module, Node, Param};
 pub use op::{BinaryOp, CmpDir, Op, UnaryOp, Value, F64};
 pub use parse::{parse, ParseError, ParseErrorKind};
 pub use print::quote;
+pub use sharding::{is_identifier, Mesh, MeshAxis, MeshError, Sharding, ShardingError, Uneven, MAX_DEVICES};
 pub use types::{DType, Type};
 pub use verify::{check_node, owner_param, verify, NodeError, VerifyError};

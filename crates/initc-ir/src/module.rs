@@ -1,6 +1,7 @@
 //! The module: a flat arena of nodes in topological order plus the parameter table.
 
 use crate::op::{Op, Value};
+use crate::sharding::{Mesh, Sharding};
 use crate::types::Type;
 
 /// One SSA definition. Its value is its index in [`Module::nodes`].
@@ -23,6 +24,8 @@ pub struct Param {
     pub axes: Vec<String>,
     /// Human-readable initializer, e.g. `trunc_normal(mean=0, std=0.02, a=-2, b=2)`.
     pub init: String,
+    /// How the parameter is split over [`Module::mesh`]; `Some` exactly when the module has a mesh.
+    pub sharding: Option<Sharding>,
 }
 
 /// An init program. Invariant (checked by [`crate::verify`]): every operand refers to an
@@ -34,6 +37,8 @@ pub struct Module {
     pub seed: u64,
     pub nodes: Vec<Node>,
     pub params: Vec<Param>,
+    /// The device mesh the shardings refer to; `None` for an unsharded program.
+    pub mesh: Option<Mesh>,
 }
 
 impl Module {

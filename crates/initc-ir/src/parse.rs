@@ -3,6 +3,7 @@
 
 use crate::module::{Module, Param};
 use crate::op::{BinaryOp, CmpDir, Op, UnaryOp, Value, F64};
+use crate::sharding::{Mesh, MeshError, Sharding, Uneven};
 use crate::types::{DType, Type};
 use crate::verify::{check_node, verify, NodeError, VerifyError};
 
@@ -22,6 +23,8 @@ pub enum ParseErrorKind {
     Unterminated,
     #[error("missing `module` header line")]
     MissingHeader,
+    #[error("{0}")]
+    Mesh(MeshError),
     #[error("{0}")]
     Node(#[from] NodeError),
     #[error("{0}")]
@@ -288,6 +291,7 @@ impl<'a> Cursor<'a> {
         match self.next()? {
             (Tok::Val(v), _) => self.node(m, v, col),
             (Tok::Ident(s), _) if s == "param" => self.param(m),
+            (Tok::Ident(s), _) if s == "mesh" => self.mesh(m, col),
             (t, _) => Err(self.err(col, ParseErrorKind::Expected { expected: "`%N = ...` or `param`", found: describe(&t) })),
         }
     }
@@ -432,7 +436,72 @@ impl<'a> Cursor<'a> {
         self.expect_punct(',', "`,`")?;
         self.attr("init")?;
         let init = self.string_tok("a quoted initializer description")?;
-        m.params.push(Param { fqn, value, ty, axes, init });
+        let sharding = match self.next()? {
+            (Tok::End, _) => None,
+            (Tok::Punct(','), _) => {
+                self.attr("sharding")?;
+                Some(self.sharding()?)
+            }
+            (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`, sharding=[...]` or end of line", found: describe(&t) })),
+        };
+        m.params.push(Param { fqn, value, ty, axes, init, sharding });
+        Ok(())
+    }
+
+    /// `[{tp,fsdp},{}]`
+    fn sharding(&mut self) -> Result<Sharding, ParseError> {
+        self.expect_punct('[', "`[`")?;
+        let mut dims = Vec::new();
+        loop {
+            match self.next()? {
+                (Tok::Punct(']'), _) => return Ok(Sharding { dims }),
+                (Tok::Punct(','), _) if !dims.is_empty() => {}
+                (Tok::Punct('{'), _) => {
+                    let mut axes = Vec::new();
+                    loop {
+                        match self.next()? {
+                            (Tok::Punct('}'), _) => break,
+                            (Tok::Punct(','), _) if !axes.is_empty() => {}
+                            (Tok::Ident(s), _) => axes.push(s),
+                            (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "a mesh axis, `,` or `}`", found: describe(&t) })),
+                        }
+                    }
+                    dims.push(axes);
+                }
+                (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`{axes}`, `,` or `]`", found: describe(&t) })),
+            }
+        }
+    }
+
+    /// `mesh [fsdp=4,tp=2]` with an optional ` uneven=pad`.
+    fn mesh(&mut self, m: &mut Module, col: usize) -> Result<(), ParseError> {
+        if m.mesh.is_some() || !m.nodes.is_empty() || !m.params.is_empty() {
+            return Err(self.err(col, ParseErrorKind::Expected { expected: "one `mesh` line, right after the header", found: "`mesh`".into() }));
+        }
+        self.expect_punct('[', "`[`")?;
+        let mut axes = Vec::new();
+        loop {
+            match self.next()? {
+                (Tok::Punct(']'), _) => break,
+                (Tok::Punct(','), _) if !axes.is_empty() => {}
+                (Tok::Ident(name), _) => {
+                    self.expect_punct('=', "`=`")?;
+                    axes.push((name, self.uint::<u64>("an axis size")?));
+                }
+                (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`axis=size`, `,` or `]`", found: describe(&t) })),
+            }
+        }
+        let uneven = match self.next()? {
+            (Tok::End, _) => Uneven::Error,
+            (Tok::Ident(s), _) if s == "uneven" => {
+                self.expect_punct('=', "`=`")?;
+                let (v, c) = self.ident("`pad` or `error`")?;
+                Uneven::from_name(&v).ok_or_else(|| self.err(c, ParseErrorKind::Expected { expected: "`pad` or `error`", found: format!("`{v}`") }))?
+            }
+            (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`uneven=pad` or end of line", found: describe(&t) })),
+        };
+        let mesh = Mesh::new(axes, uneven).map_err(|e| self.err(col, ParseErrorKind::Mesh(e)))?;
+        m.mesh = Some(mesh);
         Ok(())
     }
 }

@@ -9,6 +9,9 @@
 //! %4 = mul %2, %3 : f32[256,256]
 //! param "layers.0.attention.wq.weight" : f32[256,256] = %4, axes=[heads,embed], init="..."
 //! ```
+//!
+//! A sharded module has a `mesh [fsdp=4,tp=2]` line (plus ` uneven=pad` when padded shards are
+//! allowed) after the header, and every `param` line ends in `, sharding=[{tp,fsdp},{}]`.
 
 use std::fmt::{self, Write};
 
@@ -18,6 +21,10 @@ use crate::op::Op;
 impl fmt::Display for Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "module {} seed={}", quote(&self.name), self.seed)?;
+        if let Some(mesh) = &self.mesh {
+            let uneven = if mesh.uneven == crate::Uneven::Pad { " uneven=pad" } else { "" };
+            writeln!(f, "mesh [{mesh}]{uneven}")?;
+        }
         for (i, node) in self.nodes.iter().enumerate() {
             writeln!(f, "%{i} = {node}")?;
         }
@@ -30,7 +37,11 @@ impl fmt::Display for Module {
 
 impl fmt::Display for Param {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "param {} : {} = {}, axes=[{}], init={}", quote(&self.fqn), self.ty, self.value, self.axes.join(","), quote(&self.init))
+        write!(f, "param {} : {} = {}, axes=[{}], init={}", quote(&self.fqn), self.ty, self.value, self.axes.join(","), quote(&self.init))?;
+        if let Some(s) = &self.sharding {
+            write!(f, ", sharding={s}")?;
+        }
+        Ok(())
     }
 }
 

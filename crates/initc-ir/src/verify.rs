@@ -39,6 +39,12 @@ pub enum VerifyError {
     EmptyFqn { value: Value },
     #[error("parameter `{fqn}` has element type `key`; parameters are numeric tensors")]
     KeyParam { fqn: String },
+    #[error("parameter `{fqn}`: sharding {sharding}: {error}")]
+    Sharding { fqn: String, sharding: String, error: crate::sharding::ShardingError },
+    #[error("parameter `{fqn}` has a sharding but the module has no mesh")]
+    ShardingWithoutMesh { fqn: String },
+    #[error("parameter `{fqn}` has no sharding but the module has mesh {mesh}")]
+    MissingSharding { fqn: String, mesh: String },
 }
 
 /// Verifies the whole module.
@@ -82,6 +88,14 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
                 n_axes: p.axes.len(),
                 rank: p.ty.rank(),
             });
+        }
+        match (&m.mesh, &p.sharding) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(VerifyError::ShardingWithoutMesh { fqn: p.fqn.clone() }),
+            (Some(mesh), None) => return Err(VerifyError::MissingSharding { fqn: p.fqn.clone(), mesh: mesh.to_string() }),
+            (Some(mesh), Some(s)) => {
+                s.check(mesh, &p.ty).map_err(|error| VerifyError::Sharding { fqn: p.fqn.clone(), sharding: s.to_string(), error })?;
+            }
         }
     }
     Ok(())

@@ -89,7 +89,7 @@ fn verifier_names_the_parameter_that_uses_a_bad_node() {
     let mut m = Module::new("m");
     let k = m.push_node(Op::Seed, Type::key());
     let n = m.push_node(Op::Normal { key: k }, Type::new(DType::U32, [4]));
-    m.params.push(Param { fqn: "layers.0.w".into(), value: n, ty: Type::new(DType::U32, [4]), axes: vec![], init: "normal".into() });
+    m.params.push(Param { fqn: "layers.0.w".into(), value: n, ty: Type::new(DType::U32, [4]), axes: vec![], init: "normal".into(), sharding: None });
     let e = verify(&m).expect_err("u32 normal is invalid").to_string();
     assert_eq!(e, "%1 = normal (in parameter `layers.0.w`): result type u32[4] is invalid: expected an f32, bf16 or f16 tensor");
     assert_eq!(Value(1), n);

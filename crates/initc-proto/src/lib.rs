@@ -1,7 +1,7 @@
 //! Protobuf (de)serialization of an initc module (schema: `proto/initc.proto`).
 //! Decoding re-verifies the module, so a foreign frontend's trace gets the same checks as text.
 
-use initc_ir::{BinaryOp, CmpDir, DType, Module, Node, Op, Param, Type, UnaryOp, Value, F64};
+use initc_ir::{BinaryOp, CmpDir, DType, Mesh, Module, Node, Op, Param, Sharding, Type, UnaryOp, Uneven, Value, F64};
 use prost::Message;
 
 #[allow(clippy::all)]
@@ -17,6 +17,8 @@ pub enum ProtoError {
     Node { node: usize, what: String },
     #[error("parameter #{index}: {what}")]
     Param { index: usize, what: String },
+    #[error("mesh: {0}")]
+    Mesh(initc_ir::MeshError),
     #[error("{0}")]
     Verify(#[from] initc_ir::VerifyError),
 }
@@ -38,7 +40,12 @@ pub fn decode(bytes: &[u8]) -> Result<Module, ProtoError> {
     }
     for (index, p) in pm.params.into_iter().enumerate() {
         let ty = from_type(p.r#type.as_ref()).map_err(|what| ProtoError::Param { index, what })?;
-        m.params.push(Param { fqn: p.fqn, value: Value(p.value), ty, axes: p.axes, init: p.init });
+        let sharding = p.sharding.map(|s| Sharding { dims: s.dims.into_iter().map(|d| d.axes).collect() });
+        m.params.push(Param { fqn: p.fqn, value: Value(p.value), ty, axes: p.axes, init: p.init, sharding });
+    }
+    if let Some(mesh) = pm.mesh {
+        let uneven = if mesh.uneven_pad { Uneven::Pad } else { Uneven::Error };
+        m.mesh = Some(Mesh::new(mesh.axes.into_iter().map(|a| (a.name, a.size)), uneven).map_err(ProtoError::Mesh)?);
     }
     initc_ir::verify(&m)?;
     Ok(m)
@@ -62,8 +69,19 @@ fn to_pb(m: &Module) -> pb::Module {
         params: m
             .params
             .iter()
-            .map(|p| pb::Param { fqn: p.fqn.clone(), value: p.value.0, r#type: Some(to_type(&p.ty)), axes: p.axes.clone(), init: p.init.clone() })
+            .map(|p| pb::Param {
+                fqn: p.fqn.clone(),
+                value: p.value.0,
+                r#type: Some(to_type(&p.ty)),
+                axes: p.axes.clone(),
+                init: p.init.clone(),
+                sharding: p.sharding.as_ref().map(|s| pb::Sharding { dims: s.dims.iter().map(|d| pb::DimSharding { axes: d.clone() }).collect() }),
+            })
             .collect(),
+        mesh: m.mesh.as_ref().map(|mesh| pb::Mesh {
+            axes: mesh.axes.iter().map(|a| pb::MeshAxis { name: a.name.clone(), size: a.size }).collect(),
+            uneven_pad: mesh.uneven == Uneven::Pad,
+        }),
     }
 }
 
