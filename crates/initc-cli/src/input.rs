@@ -92,7 +92,7 @@ impl Loaded {
         let mut m = self.module.clone();
         let report = match &self.toml {
             Some((path, source, spec)) => spec.apply(&mut m, mesh, rules, uneven, Some((path, source))).map_err(|e| match e {
-                ShardFailure::Config(e) => config_error(e),
+                ShardFailure::Config(e) => config_error(*e),
                 ShardFailure::Rules(e) => CliError::Plain(format!("{e}{}", initc_frontend::shard_hint(&e).map(|h| format!("\n  hint: {h}")).unwrap_or_default())),
             })?,
             None if mesh.is_none() && rules.is_none() && uneven.is_none() => None,

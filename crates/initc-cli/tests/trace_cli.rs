@@ -33,17 +33,26 @@ fn json_manifest_of_8b_lists_291_tensors_and_8_03e9_elements() {
 #[test]
 fn text_and_proto_outputs_read_back_to_the_same_ir() {
     let dir = tempfile::tempdir().unwrap();
-    let txt = dir.path().join("m.txt");
-    let pb = dir.path().join("m.pb");
-    for (fmt, p) in [("text", &txt), ("proto", &pb)] {
-        let out = initc(&["trace", "examples/mlp.toml", "--format", fmt, "-o", p.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.stdout.is_empty());
+    for example in ["mlp", "mlp_sharded", "llama3_tiny_sharded"] {
+        let src = format!("examples/{example}.toml");
+        let txt = dir.path().join(format!("{example}.txt"));
+        let pb = dir.path().join(format!("{example}.pb"));
+        for (fmt, p) in [("text", &txt), ("proto", &pb)] {
+            let out = initc(&["trace", &src, "--format", fmt, "-o", p.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(out.stdout.is_empty());
+        }
+        let direct = initc(&["trace", &src]).stdout;
+        assert_eq!(initc(&["trace", txt.to_str().unwrap()]).stdout, direct);
+        assert_eq!(initc(&["trace", pb.to_str().unwrap()]).stdout, direct, "{example}: protobuf keeps mesh and shardings");
+        assert_eq!(String::from_utf8(direct).unwrap(), std::fs::read_to_string(root().join(format!("tests/golden/ir/{example}.ir"))).unwrap());
     }
-    let direct = initc(&["trace", "examples/mlp.toml"]).stdout;
-    assert_eq!(initc(&["trace", txt.to_str().unwrap()]).stdout, direct);
-    assert_eq!(initc(&["trace", pb.to_str().unwrap()]).stdout, direct);
-    assert_eq!(String::from_utf8(direct).unwrap(), std::fs::read_to_string(root().join("tests/golden/ir/mlp.ir")).unwrap());
+    // An IR file with a mesh re-shards with --mesh and --rules.
+    let pb = dir.path().join("llama3_tiny_sharded.pb");
+    let re = String::from_utf8(initc(&["trace", pb.to_str().unwrap(), "--mesh", "tp=4", "--rules", "tp"]).stdout).unwrap();
+    assert!(re.contains("mesh [tp=4]\n") && re.contains("\"output.weight\" : f32[1000,256] = %57, axes=[vocab,embed], init=\"trunc_normal(mean=0.0, std=0.0625, a=-0.1875, b=0.1875)\", sharding=[{tp},{}]"), "{re}");
+    let e = initc(&["trace", pb.to_str().unwrap(), "--mesh", "tp=4"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("needs --rules"));
     let seeded = String::from_utf8(initc(&["trace", "examples/mlp.toml", "--seed", "18446744073709551615"]).stdout).unwrap();
     assert!(seeded.starts_with("module \"mlp\" seed=18446744073709551615\n"));
 }

@@ -106,11 +106,10 @@ impl<'m> Evaluator<'m> {
     fn reassociated_normal(&self, mul: Value) -> Option<(Value, f32)> {
         let Op::Binary { op: initc_ir::BinaryOp::Mul, a, b } = self.m.node(mul).op else { return None };
         for (n, c) in [(a, b), (b, a)] {
-            if let (Op::Normal { key }, DType::F32) = (&self.m.node(n).op, self.m.ty(n).dtype) {
-                if let Some(c) = self.const_f32(c) {
+            if let (Op::Normal { key }, DType::F32) = (&self.m.node(n).op, self.m.ty(n).dtype)
+                && let Some(c) = self.const_f32(c) {
                     return Some((*key, rng::SQRT2_F32 * c));
                 }
-            }
         }
         None
     }
@@ -188,11 +187,10 @@ impl<'m> Evaluator<'m> {
     /// single-use multiply feeding an add into one FMA.
     fn binary(&self, v: Value, op: initc_ir::BinaryOp, a: Value, b: Value, idx: &Idx) -> Buf {
         use initc_ir::BinaryOp::{Add, Mul};
-        if op == Mul {
-            if let Some((key, c)) = self.reassociated_normal(v) {
+        if op == Mul
+            && let Some((key, c)) = self.reassociated_normal(v) {
                 return Buf::F32(self.erf_inv_of_normal(key, idx).into_iter().map(|e| e * c).collect());
             }
-        }
         if op == Add && self.m.ty(a).dtype == DType::F32 {
             for (m, other) in [(a, b), (b, a)] {
                 if self.uses[m.index()] != 1 {
@@ -208,15 +206,13 @@ impl<'m> Evaluator<'m> {
             }
         }
         // A constant f32 operand is applied as a scalar instead of a materialized buffer.
-        if self.m.ty(a).dtype == DType::F32 {
-            if let Some(c) = self.const_f32(b) {
-                if let Buf::F32(mut x) = self.eval(a, idx) {
+        if self.m.ty(a).dtype == DType::F32
+            && let Some(c) = self.const_f32(b)
+                && let Buf::F32(mut x) = self.eval(a, idx) {
                     let f = ew::f32_binary_fn(op);
                     x.iter_mut().for_each(|v| *v = f(*v, c));
                     return Buf::F32(x);
                 }
-            }
-        }
         ew::binary(op, self.eval(a, idx), self.eval(b, idx))
     }
 

@@ -158,7 +158,7 @@ pub fn builtin(name: &str) -> std::result::Result<Builtin, String> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ShardFailure {
     #[error("{0}")]
-    Config(ConfigError),
+    Config(Box<ConfigError>),
     #[error("{0}")]
     Rules(ShardError),
 }
@@ -185,13 +185,13 @@ impl ShardSpec {
                 RuleRef::Builtin(_) => None,
             };
             match (span, file) {
-                (Some(span), Some((path, source))) => ShardFailure::Config(ConfigError {
+                (Some(span), Some((path, source))) => ShardFailure::Config(Box::new(ConfigError {
                     path: path.into(),
                     source: source.into(),
                     span,
                     kind: ConfigErrorKind::Invalid { key: rule_key(e.rule).into(), reason: e.to_string() },
                     hint: hint(&e),
-                }),
+                })),
                 _ => ShardFailure::Rules(e),
             }
         })

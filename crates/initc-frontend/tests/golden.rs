@@ -86,7 +86,8 @@ fn each_error_class_has_its_message() {
                 failures.push(format!("{}: traced and sharded without error", path.display()));
                 continue;
             }
-            Ok(Err(initc_frontend::ShardFailure::Config(e))) | Err(e) => e,
+            Ok(Err(initc_frontend::ShardFailure::Config(e))) => *e,
+            Err(e) => e,
             Ok(Err(e)) => {
                 failures.push(format!("{}: error without a file location: {e}", path.display()));
                 continue;

@@ -37,7 +37,8 @@ pub enum ParseErrorKind {
 pub struct ParseError {
     pub line: usize,
     pub col: usize,
-    pub kind: ParseErrorKind,
+    /// Boxed: keeps `Result<_, ParseError>` small on the parser's hot paths.
+    pub kind: Box<ParseErrorKind>,
 }
 
 /// Parses and verifies a module.
@@ -65,11 +66,11 @@ pub fn parse(text: &str) -> Result<Module, ParseError> {
         }
         c.end()?;
     }
-    let m = m.ok_or(ParseError { line: last_line.max(1), col: 1, kind: ParseErrorKind::MissingHeader })?;
+    let m = m.ok_or_else(|| ParseError { line: last_line.max(1), col: 1, kind: Box::new(ParseErrorKind::MissingHeader) })?;
     verify(&m).map_err(|e| {
         // Point at the offending `param` line where the error names one.
         let line = m.params.iter().zip(&param_lines).rev().find(|(p, _)| e.to_string().contains(&format!("`{}`", p.fqn))).map(|(_, &l)| l);
-        ParseError { line: line.unwrap_or(last_line.max(1)), col: 1, kind: e.into() }
+        ParseError { line: line.unwrap_or(last_line.max(1)), col: 1, kind: Box::new(e.into()) }
     })?;
     Ok(m)
 }
@@ -108,7 +109,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn err(&self, col: usize, kind: ParseErrorKind) -> ParseError {
-        ParseError { line: self.line, col: col + 1, kind }
+        ParseError { line: self.line, col: col + 1, kind: Box::new(kind) }
     }
 
     fn skip_ws(&mut self) {

@@ -155,6 +155,9 @@ impl FromStr for Mesh {
         for item in s.split(',') {
             let (name, size) = item.split_once('=').ok_or_else(|| MeshError::Syntax(item.trim().to_string()))?;
             let (name, size) = (name.trim(), size.trim());
+            if !is_identifier(name) {
+                return Err(MeshError::BadName(name.to_string()));
+            }
             let n: u64 = size.parse().map_err(|_| MeshError::BadSize { name: name.to_string(), size: size.to_string() })?;
             axes.push((name.to_string(), n));
         }
@@ -198,9 +201,11 @@ impl Sharding {
                 }
                 used.push(a);
             }
+        }
+        for dim in 0..self.dims.len() {
             let parts = self.parts(mesh, dim);
-            if mesh.uneven == Uneven::Error && ty.shape[dim] % parts != 0 {
-                return Err(ShardingError::Indivisible { dim, size: ty.shape[dim], axes: axes.clone(), parts });
+            if mesh.uneven == Uneven::Error && !ty.shape[dim].is_multiple_of(parts) {
+                return Err(ShardingError::Indivisible { dim, size: ty.shape[dim], axes: self.dims[dim].clone(), parts });
             }
         }
         Ok(())

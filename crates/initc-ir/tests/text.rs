@@ -84,6 +84,26 @@ fn errors_name_line_column_node_and_param() {
 }
 
 #[test]
+fn sharded_modules_round_trip_and_bad_shardings_name_the_parameter() {
+    let h = "module \"m\" seed=0\n";
+    let p = |sh: &str| format!("%0 = full 1.0 : f32[6,4]\nparam \"w\" : f32[6,4] = %0, axes=[], init=\"x\"{sh}\n");
+    let ok = format!("{h}mesh [fsdp=2,tp=3] uneven=pad\n{}", p(", sharding=[{tp,fsdp},{}]"));
+    let m = initc_ir::parse(&ok).unwrap();
+    assert_eq!(m.to_string(), ok);
+    assert_eq!(m.mesh.as_ref().unwrap().devices(), 6);
+    let strict = format!("{h}mesh [fsdp=4]\n");
+    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{fsdp},{}]"))), "4:1: parameter `w`: sharding [{fsdp},{}]: dim 0 (size 6) is not divisible by fsdp = 4");
+    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{},{tp}]"))), "4:1: parameter `w`: sharding [{},{tp}]: dim 1: `tp` is not an axis of mesh fsdp=4");
+    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{fsdp},{fsdp}]"))), "4:1: parameter `w`: sharding [{fsdp},{fsdp}]: mesh axis `fsdp` is used twice");
+    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{}]"))), "4:1: parameter `w`: sharding [{}]: 1 spec entries for a rank-2 parameter");
+    assert_eq!(err(&format!("{strict}{}", p(""))), "4:1: parameter `w` has no sharding but the module has mesh fsdp=4");
+    assert_eq!(err(&format!("{h}{}", p(", sharding=[{},{}]"))), "3:1: parameter `w` has a sharding but the module has no mesh");
+    assert_eq!(err(&format!("{h}mesh [fsdp=0]\n")), "2:1: mesh axis `fsdp` has size 0; sizes are positive integers");
+    assert_eq!(err(&format!("{h}mesh [fsdp=2] uneven=round\n")), "2:22: expected `pad` or `error`, found `round`");
+    assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nmesh [fsdp=2]\n")), "3:1: expected one `mesh` line, right after the header, found `mesh`");
+}
+
+#[test]
 fn verifier_names_the_parameter_that_uses_a_bad_node() {
     use initc_ir::{verify, Op, Param, Type, DType, Value};
     let mut m = Module::new("m");

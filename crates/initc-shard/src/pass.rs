@@ -75,10 +75,9 @@ fn decide(fqn: &str, axes: &[String], rank: usize, mesh: &Mesh, rules: &Rules) -
     if let Some((spec, i)) = logical_spec(&rules.logical, axes) {
         return (Ok(Sharding { dims: spec }), Some(RuleRef::Logical(i)));
     }
-    if let Some(b) = rules.builtin {
-        if let Some(spec) = b.spec(axes, rank, mesh) {
+    if let Some(b) = rules.builtin
+        && let Some(spec) = b.spec(axes, rank, mesh) {
             return (Ok(Sharding { dims: spec }), Some(RuleRef::Builtin(b)));
         }
-    }
     (Ok(Sharding::replicated(rank)), None)
 }

@@ -95,11 +95,10 @@ impl Builtin {
                 return None;
             }
             // Only the first dim with a TP name is split (a mesh axis is used at most once).
-            if let Some(d) = axes.iter().position(|a| TP_LOGICAL.contains(&a.as_str())) {
-                if has("tp") {
+            if let Some(d) = axes.iter().position(|a| TP_LOGICAL.contains(&a.as_str()))
+                && has("tp") {
                     spec[d].push("tp".to_string());
                 }
-            }
         }
         if matches!(self, Builtin::Fsdp | Builtin::FsdpTp) && has("fsdp") {
             spec[0].push("fsdp".to_string());
