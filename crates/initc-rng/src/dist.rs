@@ -274,25 +274,46 @@ pub fn normal_half_bits(h: Half, key: Key, idx: Indices, out: &mut [u16]) {
     }
 }
 
-/// `jax.random.truncated_normal` for bf16/f16, following JAX's code path in the 16-bit type
-/// (bounds and `erf` constants computed as for f32, then rounded). Checked against jax.jit by
-/// tools/oracle for bf16 (mlp example); f16 not yet.
+/// Host-computed constants of a 16-bit truncated normal draw, as 16-bit bit patterns: the
+/// uniform's `a` and `scale = b - a`, and the clamp bounds (nextafter of the rounded bounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HalfTruncBounds {
+    pub a: u16,
+    pub scale: u16,
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl HalfTruncBounds {
+    /// JAX's code path in the 16-bit type (bounds and `erf` constants computed as for f32,
+    /// then rounded).
+    pub fn new(h: Half, lower: f64, upper: f64) -> HalfTruncBounds {
+        let (l, u) = (h.to_f32(h.from_f64(lower)), h.to_f32(h.from_f64(upper)));
+        let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
+        let fold = |x: f32| h.from_f64(libm::erf(f64::from(h.to_f32(h.from_f32(x / sqrt2)))));
+        let (a, b) = (fold(l), fold(u));
+        let scale = h.from_f32(h.to_f32(b) - h.to_f32(a));
+        let step = |x: f32, up: bool| -> u16 {
+            let bits = h.from_f32(x);
+            if x == 0.0 {
+                return if up { 1 } else { 0x8001 };
+            }
+            if (x >= 0.0) == up { bits.wrapping_add(1) } else { bits.wrapping_sub(1) }
+        };
+        HalfTruncBounds { a, scale, lo: step(l, true), hi: step(u, false) }
+    }
+}
+
+/// `jax.random.truncated_normal` for bf16/f16 (see [`HalfTruncBounds`]). Checked against
+/// jax.jit by tools/oracle for bf16 (mlp example); f16 not yet.
 pub fn truncated_normal_half_bits(h: Half, key: Key, idx: Indices, lower: f64, upper: f64, out: &mut [u16]) {
-    let (l, u) = (h.to_f32(h.from_f64(lower)), h.to_f32(h.from_f64(upper)));
+    let t = HalfTruncBounds::new(h, lower, upper);
     let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
-    let fold = |x: f32| h.from_f64(libm::erf(f64::from(h.to_f32(h.from_f32(x / sqrt2)))));
-    let (a, b) = (fold(l), fold(u));
-    let scale = h.to_f32(h.from_f32(h.to_f32(b) - h.to_f32(a)));
-    let step = |x: f32, up: bool| -> f32 {
-        let bits = h.from_f32(x);
-        let toward = if (x >= 0.0) == up { bits.wrapping_add(1) } else { bits.wrapping_sub(1) };
-        if x == 0.0 { if up { h.to_f32(1) } else { -h.to_f32(1) } } else { h.to_f32(toward) }
-    };
-    let (clo, chi) = (step(l, true), step(u, false));
+    let (scale, clo, chi) = (h.to_f32(t.scale), h.to_f32(t.lo), h.to_f32(t.hi));
     let mut bits = vec![0u32; out.len()];
     bits32(key, idx, &mut bits);
     for (o, &x) in out.iter_mut().zip(&bits) {
-        let uu = h.to_f32(uniform_half(h, x, a, scale));
+        let uu = h.to_f32(uniform_half(h, x, t.a, scale));
         let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(uu)));
         let z = h.to_f32(h.from_f32(sqrt2 * e));
         *o = h.from_f32(z.max(clo).min(chi));
