@@ -1,6 +1,7 @@
 //! `initc`: compile model initialization programs. See `initc --help`.
 
 mod input;
+mod lower;
 mod plan;
 mod run;
 mod trace;
@@ -23,6 +24,8 @@ const EXAMPLES: &str = "Examples:
   initc trace model.pb                                read an IR back (text: any other extension)
   initc run examples/llama3_1b.toml --out ckpt/        write ckpt/model.safetensors + manifest.json
   initc run model.toml --out ckpt/ --seed 7 --max-shard-size 5GB   HF-style shards + index
+  initc lower examples/llama3_8b.toml -o llama3_8b.mlir   StableHLO for XLA/PJRT (.mlirbc: bytecode)
+  initc lower model.toml --mesh fsdp=4,tp=2 --rules fsdp+tp --partitioner gspmd   sharded, GSPMD annotations
   initc plan examples/llama3_405b.toml --mesh fsdp=32,tp=8 --rules fsdp+tp   bytes per device
   initc run examples/llama3_8b.toml --mesh fsdp=8 --rules fsdp --device 3 --out dev3/   one device's shards
   initc verify examples/llama3_1b.toml --rules fsdp+tp --mesh fsdp=8 --mesh fsdp=4,tp=2   same bits on every mesh";
@@ -41,6 +44,9 @@ enum Command {
     /// Materialize every parameter and write a safetensors checkpoint plus manifest.json
     /// (SHA-256 per parameter). Prints `digest <hex>`: SHA-256 over the per-parameter digests.
     Run(run::RunArgs),
+    /// Emit the init program as StableHLO: `@main(%key: tensor<2xui32>)` (the key data of
+    /// PRNGKey(seed)) returns every parameter at its global shape with its sharding.
+    Lower(lower::LowerArgs),
     /// Show what each device of a mesh will hold: bytes per device (min/max/mean), the
     /// largest per-device shards, the replication factor.
     Plan(plan::PlanArgs),
@@ -56,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Trace(a) => trace::run(a),
         Command::Run(a) => run::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Lower(a) => lower::run(a),
         Command::Verify(a) => verify::run(a),
     };
     match result {

@@ -1,0 +1,304 @@
+//! `jax.random` as StableHLO, one private function per (distribution, dtype, shape), spelled
+//! the way JAX lowers it (RNG_SPEC.md §8): iota-derived u64 counters split into hi/lo u32
+//! words, threefry2x32 as unrolled u32 ops, bits → floats, `chlo.erf_inv`. Per-parameter
+//! scalars (uniform bounds, truncated-normal `a`/`b`, clamp bounds) are operands, so
+//! identical layers share one function; they are constants at the call site, so after XLA
+//! inlines the call it folds them exactly as it folds JAX's.
+//! No `stablehlo.rng`/`rng_bit_generator`: their values are implementation-defined, and XLA's
+//! SPMD partitioner computes them at global shape and slices.
+
+use std::collections::HashSet;
+
+use initc_ir::DType;
+use initc_rng::Half;
+
+use crate::text::{args, elem, i64_array, private_func, shape_tag, tensor, Body, Val};
+
+/// The private functions emitted so far (each once), in emission order.
+#[derive(Default)]
+pub(crate) struct Funcs {
+    names: HashSet<String>,
+    pub text: Vec<String>,
+}
+
+impl Funcs {
+    fn define(&mut self, name: &str, arg_types: &[String], results: &[String], build: impl FnOnce(&mut Self, &mut Body, &[Val])) -> String {
+        if self.names.insert(name.to_string()) {
+            let mut body = Body::new(name);
+            let a = args(arg_types);
+            build(self, &mut body, &a);
+            self.text.push(private_func(name, arg_types, results, &body));
+        }
+        name.to_string()
+    }
+
+    /// `@threefry2x32_S(k0, k1, c0, c1) -> (y0, y1)`: 20 rounds, key words broadcast.
+    pub fn threefry(&mut self, shape: &[u64]) -> String {
+        let t = tensor(shape, "ui32");
+        let s = tensor(&[], "ui32");
+        let name = format!("threefry2x32_{}", shape_tag(shape));
+        self.define(&name, &[s.clone(), s.clone(), t.clone(), t.clone()], &[t.clone(), t.clone()], |_, b, a| {
+            let parity = b.constant("466688986", &s); // 0x1BD11BDA
+            let k01 = b.ew("stablehlo.xor", &[&a[0], &a[1]]);
+            let k2 = b.ew("stablehlo.xor", &[&k01, &parity]);
+            let ks: Vec<Val> = [&a[0], &a[1], &k2].iter().map(|k| b.splat(k, &t)).collect();
+            let mut x0 = b.ew("stablehlo.add", &[&a[2], &ks[0]]);
+            let mut x1 = b.ew("stablehlo.add", &[&a[3], &ks[1]]);
+            const R: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
+            for g in 0..5u32 {
+                for r in R[(g % 2) as usize] {
+                    x0 = b.ew("stablehlo.add", &[&x0, &x1]);
+                    let l = b.constant(&r.to_string(), &t);
+                    let rr = b.constant(&(32 - r).to_string(), &t);
+                    let hi = b.ew("stablehlo.shift_left", &[&x1, &l]);
+                    let lo = b.ew("stablehlo.shift_right_logical", &[&x1, &rr]);
+                    let rot = b.ew("stablehlo.or", &[&hi, &lo]);
+                    x1 = b.ew("stablehlo.xor", &[&rot, &x0]);
+                }
+                x0 = b.ew("stablehlo.add", &[&x0, &ks[((g + 1) % 3) as usize]]);
+                x1 = b.ew("stablehlo.add", &[&x1, &ks[((g + 2) % 3) as usize]]);
+                let gi = b.constant(&(g + 1).to_string(), &t);
+                x1 = b.ew("stablehlo.add", &[&x1, &gi]);
+            }
+            b.ret(&[&x0, &x1]);
+        })
+    }
+
+    /// `@bits_S(key) -> (y0, y1)`: threefry of each element's row-major flat index.
+    pub fn bits(&mut self, shape: &[u64]) -> String {
+        let t = tensor(shape, "ui32");
+        let key = tensor(&[2], "ui32");
+        let name = format!("bits_{}", shape_tag(shape));
+        self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
+            let (k0, k1) = key_words(b, &a[0]);
+            let t64 = tensor(shape, "ui64");
+            let mut flat: Option<Val> = None;
+            let mut stride = 1u64;
+            for d in (0..shape.len()).rev() {
+                let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t64);
+                let term = if stride == 1 { io } else {
+                    let c = b.constant(&stride.to_string(), &t64);
+                    b.ew("stablehlo.multiply", &[&io, &c])
+                };
+                flat = Some(match flat {
+                    None => term,
+                    Some(acc) => b.ew("stablehlo.add", &[&term, &acc]),
+                });
+                stride = stride.saturating_mul(shape[d]);
+            }
+            let flat = flat.unwrap_or_else(|| b.constant("0", &t64));
+            let c32 = b.constant("32", &t64);
+            let hi64 = b.ew("stablehlo.shift_right_logical", &[&flat, &c32]);
+            let hi = b.op("stablehlo.convert", &[&hi64], "", &t);
+            let lo = b.op("stablehlo.convert", &[&flat], "", &t);
+            let tf = f.threefry(shape);
+            let y = b.call(&tf, &[&k0, &k1, &hi, &lo], &[t.clone(), t.clone()]);
+            b.ret(&[&y[0], &y[1]]);
+        })
+    }
+
+    /// `@fold_in(key, data) -> key`: threefry of the counter `[0, data]`.
+    pub fn fold_in(&mut self) -> String {
+        let key = tensor(&[2], "ui32");
+        let s = tensor(&[], "ui32");
+        self.define("fold_in", &[key.clone(), s.clone()], &[key.clone()], |f, b, a| {
+            let (k0, k1) = key_words(b, &a[0]);
+            let zero = b.constant("0", &s);
+            let tf = f.threefry(&[]);
+            let y = b.call(&tf, &[&k0, &k1, &zero, &a[1]], &[s.clone(), s.clone()]);
+            let one = tensor(&[1], "ui32");
+            let y0 = b.op("stablehlo.reshape", &[&y[0]], "", &one);
+            let y1 = b.op("stablehlo.reshape", &[&y[1]], "", &one);
+            let k = b.op("stablehlo.concatenate", &[&y0, &y1], "dimension = 0 : i64", &key);
+            b.ret(&[&k]);
+        })
+    }
+
+    /// `@unit_DT_S(key)`: floats in [0, 1) from the mantissa bits (RNG_SPEC §4).
+    fn unit(&mut self, dt: DType, shape: &[u64]) -> String {
+        let out = tensor(shape, elem(dt));
+        let name = format!("unit_{}_{}", elem(dt), shape_tag(shape));
+        self.define(&name, &[tensor(&[2], "ui32")], &[out.clone()], |f, b, a| {
+            let bits = f.bits(shape);
+            let t32 = tensor(shape, "ui32");
+            let y = b.call(&bits, &[&a[0]], &[t32.clone(), t32.clone()]);
+            let fbits = match dt {
+                DType::F64 => {
+                    let t64 = tensor(shape, "ui64");
+                    let h = b.op("stablehlo.convert", &[&y[0]], "", &t64);
+                    let l = b.op("stablehlo.convert", &[&y[1]], "", &t64);
+                    let c32 = b.constant("32", &t64);
+                    let hs = b.ew("stablehlo.shift_left", &[&h, &c32]);
+                    let x = b.ew("stablehlo.or", &[&hs, &l]);
+                    mantissa(b, &x, "12", "4607182418800017408") // 0x3FF0000000000000
+                }
+                _ => {
+                    let x = b.ew("stablehlo.xor", &[&y[0], &y[1]]);
+                    match dt {
+                        DType::BF16 => {
+                            let x8 = b.op("stablehlo.convert", &[&x], "", &tensor(shape, "ui8"));
+                            let x16 = b.op("stablehlo.convert", &[&x8], "", &tensor(shape, "ui16"));
+                            mantissa(b, &x16, "1", "16256") // 0x3F80
+                        }
+                        DType::F16 => {
+                            let x16 = b.op("stablehlo.convert", &[&x], "", &tensor(shape, "ui16"));
+                            mantissa(b, &x16, "6", "15360") // 0x3C00
+                        }
+                        _ => mantissa(b, &x, "9", "1065353216"), // 0x3F800000
+                    }
+                }
+            };
+            let fl = b.op("stablehlo.bitcast_convert", &[&fbits], "", &out);
+            let one = b.constant(&float_literal(dt, 1.0), &out);
+            let r = b.ew("stablehlo.subtract", &[&fl, &one]);
+            b.ret(&[&r]);
+        })
+    }
+
+    /// `max(lo, unit * scale + lo)` inside a body (the shared tail of every distribution).
+    fn affine_unit(&mut self, b: &mut Body, dt: DType, shape: &[u64], key: &Val, lo: &Val, scale: &Val) -> Val {
+        let out = tensor(shape, elem(dt));
+        let unit = self.unit(dt, shape);
+        let u = b.call(&unit, &[key], std::slice::from_ref(&out)).remove(0);
+        let lo_b = b.splat(lo, &out);
+        let sc_b = b.splat(scale, &out);
+        let p = b.ew("stablehlo.multiply", &[&u, &sc_b]);
+        let s = b.ew("stablehlo.add", &[&p, &lo_b]);
+        b.ew("stablehlo.maximum", &[&lo_b, &s])
+    }
+
+    /// `@uniform_DT_S(key, lo, scale)`: `jax.random.uniform` with `scale = hi - lo` in dtype.
+    pub fn uniform(&mut self, dt: DType, shape: &[u64]) -> String {
+        let out = tensor(shape, elem(dt));
+        let s = tensor(&[], elem(dt));
+        let name = format!("uniform_{}_{}", elem(dt), shape_tag(shape));
+        self.define(&name, &[tensor(&[2], "ui32"), s.clone(), s], &[out], |f, b, a| {
+            let r = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2]);
+            b.ret(&[&r]);
+        })
+    }
+
+    /// `@normal_DT_S(key)`: `sqrt2 * erf_inv(uniform(nextafter(-1, 0), 1))`.
+    pub fn normal(&mut self, dt: DType, shape: &[u64]) -> String {
+        let out = tensor(shape, elem(dt));
+        let s = tensor(&[], elem(dt));
+        let name = format!("normal_{}_{}", elem(dt), shape_tag(shape));
+        self.define(&name, &[tensor(&[2], "ui32")], std::slice::from_ref(&out), |f, b, a| {
+            let (lo, scale, sqrt2) = normal_consts(dt);
+            let lo = b.constant(&lo, &s);
+            let scale = b.constant(&scale, &s);
+            let u = f.affine_unit(b, dt, shape, &a[0], &lo, &scale);
+            let e = b.ew("chlo.erf_inv", &[&u]);
+            let c = b.constant(&sqrt2, &out);
+            let z = b.ew("stablehlo.multiply", &[&c, &e]);
+            b.ret(&[&z]);
+        })
+    }
+
+    /// `@truncated_normal_DT_S(key, a, scale, clamp_lo, clamp_hi)` (RNG_SPEC §6, host bounds).
+    pub fn truncated_normal(&mut self, dt: DType, shape: &[u64]) -> String {
+        let out = tensor(shape, elem(dt));
+        let s = tensor(&[], elem(dt));
+        let name = format!("truncated_normal_{}_{}", elem(dt), shape_tag(shape));
+        self.define(&name, &[tensor(&[2], "ui32"), s.clone(), s.clone(), s.clone(), s], std::slice::from_ref(&out), |f, b, a| {
+            let u = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2]);
+            let e = b.ew("chlo.erf_inv", &[&u]);
+            let c = b.constant(&normal_consts(dt).2, &out);
+            let z = b.ew("stablehlo.multiply", &[&c, &e]);
+            let lo = b.splat(&a[3], &out);
+            let hi = b.splat(&a[4], &out);
+            let r = b.op("stablehlo.clamp", &[&lo, &z, &hi], "", &out);
+            b.ret(&[&r]);
+        })
+    }
+}
+
+/// The two u32 words of a `tensor<2xui32>` key as scalars.
+pub(crate) fn key_words(b: &mut Body, key: &Val) -> (Val, Val) {
+    let one = tensor(&[1], "ui32");
+    let s = tensor(&[], "ui32");
+    let w0 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([0]), i64_array([1]), i64_array([1])), &one);
+    let w1 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([1]), i64_array([2]), i64_array([1])), &one);
+    (b.op("stablehlo.reshape", &[&w0], "", &s), b.op("stablehlo.reshape", &[&w1], "", &s))
+}
+
+/// `(x >> shift) | one_bits` in x's integer type.
+fn mantissa(b: &mut Body, x: &Val, shift: &str, one_bits: &str) -> Val {
+    let sh = b.constant(shift, &x.ty);
+    let one = b.constant(one_bits, &x.ty);
+    let s = b.ew("stablehlo.shift_right_logical", &[x, &sh]);
+    b.ew("stablehlo.or", &[&s, &one])
+}
+
+fn half(dt: DType) -> Option<Half> {
+    match dt {
+        DType::BF16 => Some(Half::BF16),
+        DType::F16 => Some(Half::F16),
+        _ => None,
+    }
+}
+
+/// An exact dense literal of `x` rounded to `dt` (hex bit pattern for floats).
+pub(crate) fn float_literal(dt: DType, x: f64) -> String {
+    match (dt, half(dt)) {
+        (_, Some(h)) => format!("0x{:04X}", h.from_f64(x)),
+        (DType::F64, _) => format!("0x{:016X}", x.to_bits()),
+        _ => format!("0x{:08X}", (x as f32).to_bits()),
+    }
+}
+
+/// A literal from bits already in `dt`'s format.
+pub(crate) fn bits_literal(dt: DType, bits: u64) -> String {
+    match dt {
+        DType::BF16 | DType::F16 => format!("0x{bits:04X}"),
+        DType::F64 => format!("0x{bits:016X}"),
+        _ => format!("0x{bits:08X}"),
+    }
+}
+
+/// Normal's `lo = nextafter(-1, 0)`, `scale = 1 - lo` and `sqrt(2)`, all in `dt`.
+fn normal_consts(dt: DType) -> (String, String, String) {
+    match half(dt) {
+        Some(h) => {
+            let lo = h.from_f32(-1.0) - 1;
+            let scale = h.from_f32(1.0 - h.to_f32(lo));
+            let sqrt2 = h.from_f64(std::f64::consts::SQRT_2);
+            (bits_literal(dt, lo.into()), bits_literal(dt, scale.into()), bits_literal(dt, sqrt2.into()))
+        }
+        None => {
+            let lo = f32::from_bits(0xBF7F_FFFF);
+            (bits_literal(dt, 0xBF7F_FFFF), bits_literal(dt, (1.0 - lo).to_bits().into()), bits_literal(dt, initc_rng::SQRT2_F32.to_bits().into()))
+        }
+    }
+}
+
+/// Host constants of a uniform draw: `lo` and `scale = hi - lo`, rounded to `dt` (both as
+/// literals).
+pub(crate) fn uniform_consts(dt: DType, min: f64, max: f64) -> (String, String) {
+    match (dt, half(dt)) {
+        (_, Some(h)) => {
+            let (lo, hi) = (h.from_f64(min), h.from_f64(max));
+            let scale = h.from_f32(h.to_f32(hi) - h.to_f32(lo));
+            (bits_literal(dt, lo.into()), bits_literal(dt, scale.into()))
+        }
+        (DType::F64, _) => (bits_literal(dt, min.to_bits()), bits_literal(dt, (max - min).to_bits())),
+        _ => {
+            let (lo, hi) = (min as f32, max as f32);
+            (bits_literal(dt, lo.to_bits().into()), bits_literal(dt, (hi - lo).to_bits().into()))
+        }
+    }
+}
+
+/// Host constants of a truncated normal draw: `a`, `scale = b - a`, clamp lo and hi.
+pub(crate) fn truncated_consts(dt: DType, lower: f64, upper: f64) -> [String; 4] {
+    match half(dt) {
+        Some(h) => {
+            let t = initc_rng::HalfTruncBounds::new(h, lower, upper);
+            [t.a, t.scale, t.lo, t.hi].map(|x| bits_literal(dt, x.into()))
+        }
+        None => {
+            let t = initc_rng::TruncBounds::new(lower, upper);
+            [t.a, t.b - t.a, t.lo, t.hi].map(|x| bits_literal(dt, x.to_bits().into()))
+        }
+    }
+}
