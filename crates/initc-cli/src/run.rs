@@ -60,7 +60,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         u => return Err(format!("unknown size unit `{u}` (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
     };
     let bytes = n * mult;
-    if !(bytes >= 1.0 && bytes < 1.8e19) {
+    if !(1.0..1.8e19).contains(&bytes) {
         return Err(format!("`{s}` is not a positive size"));
     }
     Ok(bytes as u64)

@@ -171,6 +171,7 @@ fn lower_node(b: &mut Body, f: &mut Funcs, op: Op, ty: &Type, get: &dyn Fn(&Valu
             let attr = format!("comparison_direction = #stablehlo<comparison_direction {}>", dir.name().to_uppercase());
             b.op("stablehlo.compare", &[&get(&a)?, &get(&rhs)?], &attr, &out)
         }
+        Op::Select { .. } if dt == DType::Key => return Err(LowerError::Unsupported("`select` between keys".into())),
         Op::Select { pred, on_true, on_false } => b.op("stablehlo.select", &[&get(&pred)?, &get(&on_true)?, &get(&on_false)?], "", &out),
         Op::Convert { x } => b.op("stablehlo.convert", &[&get(&x)?], "", &out),
         Op::Reshape { x } => b.op("stablehlo.reshape", &[&get(&x)?], "", &out),

@@ -40,6 +40,8 @@ pub enum LowerError {
     Mlir(String),
     #[error("parameter `{fqn}`: dim {dim} (size {size}) is split into {parts} padded pieces, which Shardy cannot express: XLA's Shardy partitioner splits it over a sub-axis instead of padding (measured with jaxlib 0.10.2), so devices would disagree with initc's geometry")]
     UnevenShardy { fqn: String, dim: usize, size: u64, parts: u64 },
+    #[error("not supported by the StableHLO emitter yet: {0}")]
+    Unsupported(String),
     #[error("internal emitter error: {0}")]
     Internal(String),
 }
