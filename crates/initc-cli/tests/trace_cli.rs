@@ -42,6 +42,11 @@ fn text_and_proto_outputs_read_back_to_the_same_ir() {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             assert!(out.stdout.is_empty());
         }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&txt).unwrap().permissions().mode() & 0o777, 0o644, "written files are 0644, not the temp file's 0600");
+        }
         let direct = initc(&["trace", &src]).stdout;
         assert_eq!(initc(&["trace", txt.to_str().unwrap()]).stdout, direct);
         assert_eq!(initc(&["trace", pb.to_str().unwrap()]).stdout, direct, "{example}: protobuf keeps mesh and shardings");
