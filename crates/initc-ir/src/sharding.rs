@@ -185,11 +185,8 @@ impl Sharding {
         self.dims[d].iter().map(|a| mesh.size_of(a).unwrap_or(1)).product()
     }
 
-    /// Checks this sharding for a parameter of type `ty` on `mesh`.
-    pub fn check(&self, mesh: &Mesh, ty: &Type) -> Result<(), ShardingError> {
-        if self.dims.len() != ty.rank() {
-            return Err(ShardingError::Rank { entries: self.dims.len(), rank: ty.rank() });
-        }
+    /// Checks that every axis is one of `mesh`'s and none is used twice (whatever the rank).
+    pub fn check_axes(&self, mesh: &Mesh) -> Result<(), ShardingError> {
         let mut used: Vec<&str> = vec![];
         for (dim, axes) in self.dims.iter().enumerate() {
             for a in axes {
@@ -202,6 +199,15 @@ impl Sharding {
                 used.push(a);
             }
         }
+        Ok(())
+    }
+
+    /// Checks this sharding for a parameter of type `ty` on `mesh`.
+    pub fn check(&self, mesh: &Mesh, ty: &Type) -> Result<(), ShardingError> {
+        if self.dims.len() != ty.rank() {
+            return Err(ShardingError::Rank { entries: self.dims.len(), rank: ty.rank() });
+        }
+        self.check_axes(mesh)?;
         for dim in 0..self.dims.len() {
             let parts = self.parts(mesh, dim);
             if mesh.uneven == Uneven::Error && !ty.shape[dim].is_multiple_of(parts) {

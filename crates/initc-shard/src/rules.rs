@@ -163,19 +163,7 @@ impl Rules {
 }
 
 fn check_axes(mesh: &Mesh, spec: &[Vec<String>]) -> Result<(), ShardingError> {
-    let mut used: Vec<&str> = vec![];
-    for (dim, axes) in spec.iter().enumerate() {
-        for a in axes {
-            if mesh.axis(a).is_none() {
-                return Err(ShardingError::UnknownAxis { axis: a.clone(), dim, mesh: mesh.to_string() });
-            }
-            if used.contains(&a.as_str()) {
-                return Err(ShardingError::AxisTwice { axis: a.clone() });
-            }
-            used.push(a);
-        }
-    }
-    Ok(())
+    Sharding { dims: spec.to_vec() }.check_axes(mesh)
 }
 
 /// Flax's `logical_to_mesh_axes`: rules in order; each assigns its mesh axes to the first
