@@ -1,7 +1,7 @@
 //! Sharding-invariance check: materialize every device's shards of every parameter for each
 //! mesh, reassemble them, and compare with the unsharded tensor bit for bit.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use initc_ir::Module;
 use sha2::{Digest, Sha256};
@@ -113,7 +113,8 @@ fn assemble(ev: &Evaluator, m: &Module, pi: usize, progress: &(dyn Fn(u64) + Syn
     let (Some(mesh), Some(s)) = (&m.mesh, &p.sharding) else { return Vec::new() };
     let elem = p.ty.dtype.size_bytes() as usize;
     let mut out = vec![0u8; p.ty.numel().unwrap_or(0) as usize * elem];
-    let mut first_holder: HashMap<Vec<u64>, u64> = HashMap::new();
+    // Offsets of regions already placed: a later device with the same one is a replica.
+    let mut placed: HashSet<Vec<u64>> = HashSet::new();
     for d in 0..mesh.devices() {
         let r = initc_shard::device_region(mesh, s, &p.ty.shape, d);
         if r.numel() == 0 {
@@ -121,7 +122,7 @@ fn assemble(ev: &Evaluator, m: &Module, pi: usize, progress: &(dyn Fn(u64) + Syn
         }
         let local = bytes_of(ev, p.value, &p.ty.shape, &r, progress);
         *shard_bytes += local.len() as u64;
-        if first_holder.contains_key(&r.offset) {
+        if placed.contains(&r.offset) {
             let mut copy = vec![0u8; local.len()];
             rows(&p.ty.shape, &r, elem, |g, l, n| copy[l..l + n].copy_from_slice(&out[g..g + n]));
             if mismatch.is_none() {
@@ -131,7 +132,7 @@ fn assemble(ev: &Evaluator, m: &Module, pi: usize, progress: &(dyn Fn(u64) + Syn
                 });
             }
         } else {
-            first_holder.insert(r.offset.clone(), d);
+            placed.insert(r.offset.clone());
             rows(&p.ty.shape, &r, elem, |g, l, n| out[g..g + n].copy_from_slice(&local[l..l + n]));
         }
     }

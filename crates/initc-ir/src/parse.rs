@@ -425,15 +425,7 @@ impl<'a> Cursor<'a> {
         self.expect_punct(',', "`,`")?;
         self.attr("axes")?;
         self.expect_punct('[', "`[`")?;
-        let mut axes = Vec::new();
-        loop {
-            match self.next()? {
-                (Tok::Punct(']'), _) => break,
-                (Tok::Punct(','), _) if !axes.is_empty() => {}
-                (Tok::Ident(s), _) => axes.push(s),
-                (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "an axis name, `,` or `]`", found: describe(&t) })),
-            }
-        }
+        let axes = self.ident_list(']', "an axis name, `,` or `]`")?;
         self.expect_punct(',', "`,`")?;
         self.attr("init")?;
         let init = self.string_tok("a quoted initializer description")?;
@@ -449,6 +441,19 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Comma-separated identifiers up to `close` (the opening bracket already read).
+    fn ident_list(&mut self, close: char, expected: &'static str) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::new();
+        loop {
+            match self.next()? {
+                (Tok::Punct(c), _) if c == close => return Ok(out),
+                (Tok::Punct(','), _) if !out.is_empty() => {}
+                (Tok::Ident(s), _) => out.push(s),
+                (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected, found: describe(&t) })),
+            }
+        }
+    }
+
     /// `[{tp,fsdp},{}]`
     fn sharding(&mut self) -> Result<Sharding, ParseError> {
         self.expect_punct('[', "`[`")?;
@@ -457,18 +462,7 @@ impl<'a> Cursor<'a> {
             match self.next()? {
                 (Tok::Punct(']'), _) => return Ok(Sharding { dims }),
                 (Tok::Punct(','), _) if !dims.is_empty() => {}
-                (Tok::Punct('{'), _) => {
-                    let mut axes = Vec::new();
-                    loop {
-                        match self.next()? {
-                            (Tok::Punct('}'), _) => break,
-                            (Tok::Punct(','), _) if !axes.is_empty() => {}
-                            (Tok::Ident(s), _) => axes.push(s),
-                            (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "a mesh axis, `,` or `}`", found: describe(&t) })),
-                        }
-                    }
-                    dims.push(axes);
-                }
+                (Tok::Punct('{'), _) => dims.push(self.ident_list('}', "a mesh axis, `,` or `}`")?),
                 (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`{axes}`, `,` or `]`", found: describe(&t) })),
             }
         }

@@ -82,13 +82,12 @@ impl Lowered {
 /// Lowers a verified module.
 pub fn lower(m: &initc_ir::Module, opts: &Options) -> Result<Lowered, LowerError> {
     if let (Some(mesh), Partitioner::Shardy) = (&m.mesh, opts.partitioner) {
+        // The verifier's own divisibility check, as if padding were not allowed.
+        let strict = initc_ir::Mesh { uneven: initc_ir::Uneven::Error, ..mesh.clone() };
         for p in &m.params {
             let Some(s) = &p.sharding else { continue };
-            for (dim, &size) in p.ty.shape.iter().enumerate() {
-                let parts = s.parts(mesh, dim);
-                if size % parts != 0 {
-                    return Err(LowerError::UnevenShardy { fqn: p.fqn.clone(), dim, size, parts });
-                }
+            if let Err(initc_ir::ShardingError::Indivisible { dim, size, parts, .. }) = s.check(&strict, &p.ty) {
+                return Err(LowerError::UnevenShardy { fqn: p.fqn.clone(), dim, size, parts });
             }
         }
     }
