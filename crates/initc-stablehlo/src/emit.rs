@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use initc_ir::{BinaryOp, DType, Module, Op, Type, UnaryOp, Value};
+use initc_ir::{BinaryOp, CmpDir, DType, Module, Op, Type, UnaryOp, Value};
 
 use crate::rng::{float_literal, truncated_consts, uniform_consts, Funcs};
 use crate::shardings::{arg_attr, module_prelude, result_attr};
@@ -13,7 +13,7 @@ use crate::text::{elem, i64_array, quote, tensor, Body, Val};
 use crate::{LowerError, Options};
 
 /// The MLIR type of an IR type: keys are `tensor<...x2xui32>` (their key data).
-fn mlir_type(t: &Type) -> String {
+pub(crate) fn mlir_type(t: &Type) -> String {
     if t.dtype == DType::Key {
         let mut s = t.shape.clone();
         s.push(2);
@@ -38,8 +38,44 @@ fn owners(m: &Module) -> Vec<Option<usize>> {
     owner
 }
 
+pub(crate) fn unary_name(op: UnaryOp) -> &'static str {
+    match op {
+        UnaryOp::Neg => "stablehlo.negate",
+        UnaryOp::Abs => "stablehlo.abs",
+        UnaryOp::Sqrt => "stablehlo.sqrt",
+        UnaryOp::Rsqrt => "stablehlo.rsqrt",
+        UnaryOp::Exp => "stablehlo.exponential",
+        UnaryOp::Log => "stablehlo.log",
+    }
+}
+
+pub(crate) fn binary_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "stablehlo.add",
+        BinaryOp::Sub => "stablehlo.subtract",
+        BinaryOp::Mul => "stablehlo.multiply",
+        BinaryOp::Div => "stablehlo.divide",
+        BinaryOp::Max => "stablehlo.maximum",
+        BinaryOp::Min => "stablehlo.minimum",
+        BinaryOp::Pow => "stablehlo.power",
+    }
+}
+
+pub(crate) fn compare_attr(dir: CmpDir) -> String {
+    format!("comparison_direction = #stablehlo<comparison_direction {}>", dir.name().to_uppercase())
+}
+
+/// The `stablehlo.constant` literal of a `full` value in `dt`.
+pub(crate) fn full_literal(dt: DType, value: f64) -> String {
+    match dt {
+        DType::F32 | DType::BF16 | DType::F16 | DType::F64 => float_literal(dt, value),
+        DType::Bool => (if value != 0.0 { "true" } else { "false" }).to_string(),
+        _ => format!("{}", value as i128),
+    }
+}
+
 pub(crate) fn emit(m: &Module, opts: &Options) -> Result<String, LowerError> {
-    let mut funcs = Funcs::default();
+    let mut funcs = Funcs::global();
     let mut b = Body::new("main");
     let owner = owners(m);
     let key_ty = tensor(&[2], "ui32");
@@ -135,42 +171,11 @@ fn lower_node(b: &mut Body, f: &mut Funcs, op: Op, ty: &Type, get: &dyn Fn(&Valu
             let t = f.truncated_normal(dt, shape);
             b.call(&t, &[&get(&key)?, &c[0], &c[1], &c[2], &c[3]], &[out]).remove(0)
         }
-        Op::Full { value } => {
-            let lit = match dt {
-                DType::F32 | DType::BF16 | DType::F16 | DType::F64 => float_literal(dt, value.get()),
-                DType::Bool => (if value.get() != 0.0 { "true" } else { "false" }).to_string(),
-                _ => format!("{}", value.get() as i128),
-            };
-            b.constant(&lit, &out)
-        }
+        Op::Full { value } => b.constant(&full_literal(dt, value.get()), &out),
         Op::Iota { dim } => b.op("stablehlo.iota", &[], &format!("iota_dimension = {dim} : i64"), &out),
-        Op::Unary { op, x } => {
-            let name = match op {
-                UnaryOp::Neg => "stablehlo.negate",
-                UnaryOp::Abs => "stablehlo.abs",
-                UnaryOp::Sqrt => "stablehlo.sqrt",
-                UnaryOp::Rsqrt => "stablehlo.rsqrt",
-                UnaryOp::Exp => "stablehlo.exponential",
-                UnaryOp::Log => "stablehlo.log",
-            };
-            b.op(name, &[&get(&x)?], "", &out)
-        }
-        Op::Binary { op, a, b: rhs } => {
-            let name = match op {
-                BinaryOp::Add => "stablehlo.add",
-                BinaryOp::Sub => "stablehlo.subtract",
-                BinaryOp::Mul => "stablehlo.multiply",
-                BinaryOp::Div => "stablehlo.divide",
-                BinaryOp::Max => "stablehlo.maximum",
-                BinaryOp::Min => "stablehlo.minimum",
-                BinaryOp::Pow => "stablehlo.power",
-            };
-            b.op(name, &[&get(&a)?, &get(&rhs)?], "", &out)
-        }
-        Op::Compare { dir, a, b: rhs } => {
-            let attr = format!("comparison_direction = #stablehlo<comparison_direction {}>", dir.name().to_uppercase());
-            b.op("stablehlo.compare", &[&get(&a)?, &get(&rhs)?], &attr, &out)
-        }
+        Op::Unary { op, x } => b.op(unary_name(op), &[&get(&x)?], "", &out),
+        Op::Binary { op, a, b: rhs } => b.op(binary_name(op), &[&get(&a)?, &get(&rhs)?], "", &out),
+        Op::Compare { dir, a, b: rhs } => b.op("stablehlo.compare", &[&get(&a)?, &get(&rhs)?], &compare_attr(dir), &out),
         Op::Select { .. } if dt == DType::Key => return Err(LowerError::Unsupported("`select` between keys".into())),
         Op::Select { pred, on_true, on_false } => b.op("stablehlo.select", &[&get(&pred)?, &get(&on_true)?, &get(&on_false)?], "", &out),
         Op::Convert { x } => b.op("stablehlo.convert", &[&get(&x)?], "", &out),

@@ -14,9 +14,11 @@
 mod emit;
 mod mlir;
 mod rng;
+mod shard_program;
 mod shardings;
 mod text;
 
+pub use shard_program::{shard_program, HostValue, ShardProgram, Slot};
 pub use shardings::gspmd;
 
 /// Which partitioner's annotations to emit.

@@ -19,9 +19,37 @@ use crate::text::{args, elem, i64_array, private_func, shape_tag, tensor, Body, 
 pub(crate) struct Funcs {
     names: HashSet<String>,
     pub text: Vec<String>,
+    /// `None`: counters are the flat indices of the array itself (a whole array per program).
+    /// `Some(strides)`: the program computes one shard; keys are `tensor<4xui32>` =
+    /// `[k0, k1, base_hi, base_lo]` and an element's counter is `base + Σ iota_d·strides[d]`,
+    /// its flat index in the global array (`strides` are the global array's).
+    pub shard_strides: Option<Vec<u64>>,
 }
 
 impl Funcs {
+    /// A whole-array function set (the SPMD module).
+    pub fn global() -> Funcs {
+        Funcs::default()
+    }
+
+    /// A function set computing one shard of an array whose global strides are `strides`.
+    pub fn shard(strides: Vec<u64>) -> Funcs {
+        Funcs { shard_strides: Some(strides), ..Funcs::default() }
+    }
+
+    /// The key operand's type: key data, plus the shard's counter base in shard mode.
+    pub fn key_ty(&self) -> String {
+        tensor(&[if self.shard_strides.is_some() { 4 } else { 2 }], "ui32")
+    }
+
+    /// Function-name suffix distinguishing shard-mode variants.
+    fn mode_tag(&self) -> String {
+        match &self.shard_strides {
+            None => String::new(),
+            Some(st) => format!("_g{}", shape_tag(st)),
+        }
+    }
+
     fn define(&mut self, name: &str, arg_types: &[String], results: &[String], build: impl FnOnce(&mut Self, &mut Body, &[Val])) -> String {
         if self.names.insert(name.to_string()) {
             let mut body = Body::new(name);
@@ -67,14 +95,18 @@ impl Funcs {
     /// `@bits_S(key) -> (y0, y1)`: threefry of each element's row-major flat index.
     pub fn bits(&mut self, shape: &[u64]) -> String {
         let t = tensor(shape, "ui32");
-        let key = tensor(&[2], "ui32");
-        let name = format!("bits_{}", shape_tag(shape));
+        let key = self.key_ty();
+        let name = format!("bits_{}{}", shape_tag(shape), self.mode_tag());
+        let global_strides = self.shard_strides.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
             let t64 = tensor(shape, "ui64");
             let mut flat: Option<Val> = None;
             let mut stride = 1u64;
             for d in (0..shape.len()).rev() {
+                if let Some(g) = &global_strides {
+                    stride = g[d];
+                }
                 let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t64);
                 let term = if stride == 1 { io } else {
                     let c = b.constant(&stride.to_string(), &t64);
@@ -86,8 +118,13 @@ impl Funcs {
                 });
                 stride = stride.saturating_mul(shape[d]);
             }
-            let flat = flat.unwrap_or_else(|| b.constant("0", &t64));
+            let mut flat = flat.unwrap_or_else(|| b.constant("0", &t64));
             let c32 = b.constant("32", &t64);
+            if global_strides.is_some() {
+                let base = shard_base(b, &a[0]);
+                let base = b.splat(&base, &t64);
+                flat = b.ew("stablehlo.add", &[&flat, &base]);
+            }
             let hi64 = b.ew("stablehlo.shift_right_logical", &[&flat, &c32]);
             let hi = b.op("stablehlo.convert", &[&hi64], "", &t);
             let lo = b.op("stablehlo.convert", &[&flat], "", &t);
@@ -117,8 +154,8 @@ impl Funcs {
     /// `@unit_DT_S(key)`: floats in [0, 1) from the mantissa bits (RNG_SPEC §4).
     fn unit(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
-        let name = format!("unit_{}_{}", elem(dt), shape_tag(shape));
-        self.define(&name, &[tensor(&[2], "ui32")], &[out.clone()], |f, b, a| {
+        let name = format!("unit_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty()], &[out.clone()], |f, b, a| {
             let bits = f.bits(shape);
             let t32 = tensor(shape, "ui32");
             let y = b.call(&bits, &[&a[0]], &[t32.clone(), t32.clone()]);
@@ -171,8 +208,8 @@ impl Funcs {
     pub fn uniform(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
         let s = tensor(&[], elem(dt));
-        let name = format!("uniform_{}_{}", elem(dt), shape_tag(shape));
-        self.define(&name, &[tensor(&[2], "ui32"), s.clone(), s], &[out], |f, b, a| {
+        let name = format!("uniform_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty(), s.clone(), s], &[out], |f, b, a| {
             let r = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2]);
             b.ret(&[&r]);
         })
@@ -181,26 +218,42 @@ impl Funcs {
     /// `@normal_DT_S(key)`: `sqrt2 * erf_inv(uniform(nextafter(-1, 0), 1))`.
     pub fn normal(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
-        let s = tensor(&[], elem(dt));
-        let name = format!("normal_{}_{}", elem(dt), shape_tag(shape));
-        self.define(&name, &[tensor(&[2], "ui32")], std::slice::from_ref(&out), |f, b, a| {
-            let (lo, scale, sqrt2) = normal_consts(dt);
-            let lo = b.constant(&lo, &s);
-            let scale = b.constant(&scale, &s);
-            let u = f.affine_unit(b, dt, shape, &a[0], &lo, &scale);
-            let e = b.ew("chlo.erf_inv", &[&u]);
-            let c = b.constant(&sqrt2, &out);
+        let name = format!("normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
+            let e = f.normal_erf_inv_body(b, dt, shape, &a[0]);
+            let c = b.constant(&normal_consts(dt).2, &out);
             let z = b.ew("stablehlo.multiply", &[&c, &e]);
             b.ret(&[&z]);
         })
+    }
+
+    /// `@normal_erf_inv_DT_S(key)`: a normal draw before its `sqrt2` factor, for
+    /// `normal * c`, which XLA rewrites into `erf_inv(u) * (sqrt2 * c)` when `c` is constant
+    /// (shard programs take `c` at run time, so they spell the rewrite out).
+    pub fn normal_erf_inv(&mut self, dt: DType, shape: &[u64]) -> String {
+        let out = tensor(shape, elem(dt));
+        let name = format!("normal_erf_inv_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
+            let e = f.normal_erf_inv_body(b, dt, shape, &a[0]);
+            b.ret(&[&e]);
+        })
+    }
+
+    fn normal_erf_inv_body(&mut self, b: &mut Body, dt: DType, shape: &[u64], key: &Val) -> Val {
+        let s = tensor(&[], elem(dt));
+        let (lo, scale, _) = normal_consts(dt);
+        let lo = b.constant(&lo, &s);
+        let scale = b.constant(&scale, &s);
+        let u = self.affine_unit(b, dt, shape, key, &lo, &scale);
+        b.ew("chlo.erf_inv", &[&u])
     }
 
     /// `@truncated_normal_DT_S(key, a, scale, clamp_lo, clamp_hi)` (RNG_SPEC §6, host bounds).
     pub fn truncated_normal(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
         let s = tensor(&[], elem(dt));
-        let name = format!("truncated_normal_{}_{}", elem(dt), shape_tag(shape));
-        self.define(&name, &[tensor(&[2], "ui32"), s.clone(), s.clone(), s.clone(), s], std::slice::from_ref(&out), |f, b, a| {
+        let name = format!("truncated_normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty(), s.clone(), s.clone(), s.clone(), s], std::slice::from_ref(&out), |f, b, a| {
             let u = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2]);
             let e = b.ew("chlo.erf_inv", &[&u]);
             let c = b.constant(&normal_consts(dt).2, &out);
@@ -220,6 +273,23 @@ pub(crate) fn key_words(b: &mut Body, key: &Val) -> (Val, Val) {
     let w0 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([0]), i64_array([1]), i64_array([1])), &one);
     let w1 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([1]), i64_array([2]), i64_array([1])), &one);
     (b.op("stablehlo.reshape", &[&w0], "", &s), b.op("stablehlo.reshape", &[&w1], "", &s))
+}
+
+/// The shard's counter base, words 2 and 3 of a shard-mode key, as a `tensor<ui64>`.
+fn shard_base(b: &mut Body, key: &Val) -> Val {
+    let one = tensor(&[1], "ui32");
+    let s = tensor(&[], "ui32");
+    let s64 = tensor(&[], "ui64");
+    let word = |b: &mut Body, i: u64| {
+        let w = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([i]), i64_array([i + 1]), i64_array([1])), &one);
+        let w = b.op("stablehlo.reshape", &[&w], "", &s);
+        b.op("stablehlo.convert", &[&w], "", &s64)
+    };
+    let hi = word(b, 2);
+    let lo = word(b, 3);
+    let c32 = b.constant("32", &s64);
+    let hs = b.ew("stablehlo.shift_left", &[&hi, &c32]);
+    b.ew("stablehlo.or", &[&hs, &lo])
 }
 
 /// `(x >> shift) | one_bits` in x's integer type.

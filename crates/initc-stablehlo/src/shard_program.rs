@@ -1,0 +1,427 @@
+//! Shard programs: one small single-device StableHLO program per parameter shard, which
+//! computes exactly that device's region of the parameter and nothing else.
+//!
+//! `@main(%arg0: tensor<Wxui32>) -> tensor<local shape>` reads everything that varies between
+//! parameters and devices from one packed word vector (the [`Slot`]s): the shard's counter
+//! base and per-dim offsets, the parameter's keys (computed on the host) and its scalar
+//! constants (evaluated on the host). Parameters with the same structure and local shape
+//! therefore get byte-identical text, so a model needs one compiled executable per distinct
+//! (initializer, dtype, local shape), however many layers it has, and no SPMD partitioner
+//! (hence no collective) is involved.
+//!
+//! Values equal the whole-array program's: an element's random counter is its flat index in
+//! the global array (`base + Σ iota_d·stride_d`), and every constant XLA would fold (uniform
+//! and truncated-normal bounds, `normal * c`) is folded on the host the way XLA folds it.
+//! Supported: parameters whose every non-scalar node has the parameter's shape (element-wise
+//! programs, which all presets are); others get [`LowerError::Unsupported`].
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use initc_ir::{BinaryOp, DType, Module, Op, Value};
+use initc_shard::Region;
+
+use crate::emit::{binary_name, compare_attr, unary_name};
+use crate::rng::{truncated_consts, uniform_consts, Funcs};
+use crate::text::{elem, i64_array, quote, tensor, Body, Val};
+use crate::LowerError;
+
+/// A group of words in the packed argument, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The flat global index of the shard's first element (u64: hi, lo).
+    Base,
+    /// The shard's offset in dim `d` (u64: hi, lo).
+    Offset(usize),
+    /// A key's two words.
+    Key,
+    /// A scalar in `dtype`'s bit format (one word, two for 64-bit types: hi, lo).
+    Scalar(DType),
+}
+
+impl Slot {
+    pub fn words(self) -> usize {
+        match self {
+            Slot::Base | Slot::Offset(_) | Slot::Key => 2,
+            Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
+        }
+    }
+}
+
+/// How the host computes a parameter's value for a [`Slot::Key`] or [`Slot::Scalar`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostValue {
+    /// The key data of node `v` (depends on the seed).
+    Key(Value),
+    /// The (seed-independent) value of node `v`'s first element, in its dtype.
+    Scalar(Value),
+    /// `f32(sqrt2_f32 * c)` with `c` the f32 value of node `v` (XLA's fold of `normal * c`).
+    NormalFactor(Value),
+    /// Bits known when the program is emitted.
+    Bits(u64),
+}
+
+/// One parameter shard's program.
+#[derive(Clone, Debug)]
+pub struct ShardProgram {
+    /// The MLIR text (generic form). Identical for parameters that can share an executable.
+    pub text: String,
+    /// The packed argument's layout.
+    pub slots: Vec<Slot>,
+    /// Host values for the `Key`/`Scalar` slots, in slot order.
+    pub values: Vec<HostValue>,
+    /// Local (result) shape and dtype.
+    pub shape: Vec<u64>,
+    pub dtype: DType,
+    /// e.g. `truncated_normal·mul f32[1024,4096]`.
+    pub summary: String,
+}
+
+impl ShardProgram {
+    pub fn words(&self) -> usize {
+        self.slots.iter().map(|s| s.words()).sum()
+    }
+}
+
+/// The program computing `region` of parameter `param`.
+pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
+    let p = &m.params[param];
+    let global = p.ty.shape.clone();
+    let strides = row_major_strides(&global);
+    let mut e = Emitter {
+        m,
+        fqn: &p.fqn,
+        global: &global,
+        local: &region.shape,
+        seeded: seeded(m),
+        funcs: Funcs::shard(strides),
+        body: Body::new("shard"),
+        slots: vec![Slot::Base],
+        values: Vec::new(),
+        reads: Vec::new(),
+        keys: HashMap::new(),
+        vals: HashMap::new(),
+        ops: Vec::new(),
+    };
+    e.body.loc = None;
+    for v in cone(m, p.value) {
+        e.node(v)?;
+    }
+    let out = e.get(p.value)?;
+    e.body.ret(&[&out]);
+    Ok(e.finish(&p.ty.dtype, out))
+}
+
+fn row_major_strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1u64; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// Whether each node depends on the seed.
+fn seeded(m: &Module) -> Vec<bool> {
+    let mut s = vec![false; m.nodes.len()];
+    for (i, n) in m.nodes.iter().enumerate() {
+        s[i] = matches!(n.op, Op::Seed) || n.op.operands().iter().any(|v| s[v.index()]);
+    }
+    s
+}
+
+/// The nodes `v` depends on (itself included), ascending (= topological).
+fn cone(m: &Module, v: Value) -> Vec<Value> {
+    let mut seen = vec![false; m.nodes.len()];
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        if !std::mem::replace(&mut seen[x.index()], true) {
+            stack.extend(m.node(x).op.operands());
+        }
+    }
+    (0..m.nodes.len()).filter(|&i| seen[i]).map(|i| Value(i as u32)).collect()
+}
+
+struct Emitter<'a> {
+    m: &'a Module,
+    fqn: &'a str,
+    global: &'a [u64],
+    local: &'a [u64],
+    seeded: Vec<bool>,
+    funcs: Funcs,
+    body: Body,
+    slots: Vec<Slot>,
+    values: Vec<HostValue>,
+    /// `(first word, words)` of each slot after `Base`, as read in the body.
+    reads: Vec<(usize, usize)>,
+    /// Shard-mode key (`tensor<4xui32>`) per key node.
+    keys: HashMap<Value, Val>,
+    vals: HashMap<Value, Val>,
+    /// Op names, for the summary.
+    ops: Vec<&'static str>,
+}
+
+impl Emitter<'_> {
+    fn unsupported(&self, what: String) -> LowerError {
+        LowerError::Unsupported(format!("parameter `{}`: {what}; shard programs compute element-wise parameter programs", self.fqn))
+    }
+
+    fn get(&self, v: Value) -> Result<Val, LowerError> {
+        self.vals.get(&v).cloned().ok_or_else(|| self.unsupported(format!("{v} ({}) is used by an op that needs its array", self.m.ty(v))))
+    }
+
+    fn is_param_shaped(&self, v: Value) -> bool {
+        self.m.ty(v).shape == self.global
+    }
+
+    /// Adds a slot; returns the word range it occupies.
+    fn slot(&mut self, s: Slot, value: Option<HostValue>) -> (usize, usize) {
+        let start: usize = self.slots.iter().map(|s| s.words()).sum();
+        self.slots.push(s);
+        self.values.extend(value);
+        (start, s.words())
+    }
+
+    /// `%arg0[start .. start + n]` as a `tensor<nxui32>`.
+    fn words(&mut self, start: usize, n: usize) -> Val {
+        self.reads.push((start, n));
+        let arg = Val { name: "%arg0".into(), ty: "ARG".into() };
+        let attr = format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([start as u64]), i64_array([(start + n) as u64]), i64_array([1]));
+        self.body.op("stablehlo.slice", &[&arg], &attr, &tensor(&[n as u64], "ui32"))
+    }
+
+    /// A scalar slot read as a `tensor<dt>`.
+    fn scalar(&mut self, dt: DType, hv: HostValue) -> Val {
+        let (start, n) = self.slot(Slot::Scalar(dt), Some(hv));
+        let w = self.words(start, n);
+        let s = tensor(&[], elem(dt));
+        let int = match dt.size_bytes() {
+            8 => {
+                let hi = self.word_u64(&w, 0);
+                let lo = self.word_u64(&w, 1);
+                let c = self.body.constant("32", &tensor(&[], "ui64"));
+                let hs = self.body.ew("stablehlo.shift_left", &[&hi, &c]);
+                self.body.ew("stablehlo.or", &[&hs, &lo])
+            }
+            4 => self.body.op("stablehlo.reshape", &[&w], "", &tensor(&[], "ui32")),
+            2 => {
+                let x = self.body.op("stablehlo.reshape", &[&w], "", &tensor(&[], "ui32"));
+                self.body.op("stablehlo.convert", &[&x], "", &tensor(&[], "ui16"))
+            }
+            _ => {
+                let x = self.body.op("stablehlo.reshape", &[&w], "", &tensor(&[], "ui32"));
+                self.body.op("stablehlo.convert", &[&x], "", &tensor(&[], "ui8"))
+            }
+        };
+        match dt {
+            DType::Bool => {
+                let z = self.body.constant("0", &int.ty);
+                self.body.op("stablehlo.compare", &[&int, &z], &compare_attr(initc_ir::CmpDir::Ne), &s)
+            }
+            DType::U8 | DType::U16 | DType::U32 | DType::U64 => int,
+            _ => self.body.op("stablehlo.bitcast_convert", &[&int], "", &s),
+        }
+    }
+
+    /// Word `i` of a `tensor<2xui32>` as a `tensor<ui64>`.
+    fn word_u64(&mut self, w: &Val, i: u64) -> Val {
+        let one = tensor(&[1], "ui32");
+        let attr = format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([i]), i64_array([i + 1]), i64_array([1]));
+        let x = self.body.op("stablehlo.slice", &[w], &attr, &one);
+        let x = self.body.op("stablehlo.reshape", &[&x], "", &tensor(&[], "ui32"));
+        self.body.op("stablehlo.convert", &[&x], "", &tensor(&[], "ui64"))
+    }
+
+    /// The shard-mode key of key node `k`: `[k0, k1, base_hi, base_lo]`.
+    fn key(&mut self, k: Value) -> Result<Val, LowerError> {
+        if let Some(v) = self.keys.get(&k) {
+            return Ok(v.clone());
+        }
+        if !self.m.ty(k).shape.is_empty() {
+            return Err(self.unsupported(format!("random op on an array of keys ({})", self.m.ty(k))));
+        }
+        let (start, _) = self.slot(Slot::Key, Some(HostValue::Key(k)));
+        let kw = self.words(start, 2);
+        let base = self.words(0, 2);
+        let v = self.body.op("stablehlo.concatenate", &[&kw, &base], "dimension = 0 : i64", &tensor(&[4], "ui32"));
+        self.keys.insert(k, v.clone());
+        Ok(v)
+    }
+
+    /// Seed-independent scalars and splats: one host-evaluated scalar, broadcast.
+    fn is_host_constant(&self, v: Value) -> bool {
+        let n = self.m.node(v);
+        if self.seeded[v.index()] || n.ty.dtype == DType::Key {
+            return false;
+        }
+        n.ty.numel() == Some(1) || matches!(n.op, Op::Full { .. }) || matches!(n.op, Op::Broadcast { x, .. } if self.m.ty(x).numel() == Some(1))
+    }
+
+    /// `mul(normal_f32, c)` with a constant f32 splat `c` (the CPU engine's
+    /// `reassociated_normal`): returns (normal's key, c).
+    fn reassociated_normal(&self, a: Value, b: Value) -> Option<(Value, Value)> {
+        for (n, c) in [(a, b), (b, a)] {
+            let splat = matches!(self.m.node(c).op, Op::Full { .. }) || matches!(self.m.node(c).op, Op::Broadcast { x, .. } if self.m.ty(x).numel() == Some(1));
+            if let Op::Normal { key } = self.m.node(n).op
+                && self.m.ty(n).dtype == DType::F32 && self.m.ty(c).dtype == DType::F32 && splat && !self.seeded[c.index()] {
+                    return Some((key, c));
+                }
+        }
+        None
+    }
+
+    fn local_ty(&self, dt: DType) -> String {
+        tensor(self.local, elem(dt))
+    }
+
+    fn node(&mut self, v: Value) -> Result<(), LowerError> {
+        let node = self.m.node(v);
+        let dt = node.ty.dtype;
+        if dt == DType::Key {
+            return Ok(()); // keys are host values, read where a random op uses them
+        }
+        if self.is_host_constant(v) {
+            let s = self.scalar(dt, HostValue::Scalar(v));
+            let shaped = if self.is_param_shaped(v) {
+                self.body.splat(&s, &self.local_ty(dt))
+            } else if node.ty.shape.is_empty() {
+                s
+            } else if node.ty.numel() == Some(1) {
+                self.body.op("stablehlo.reshape", &[&s], "", &tensor(&node.ty.shape, elem(dt)))
+            } else {
+                return Err(self.unsupported(format!("constant {v} of shape {} (not the parameter's)", node.ty)));
+            };
+            self.vals.insert(v, shaped);
+            return Ok(());
+        }
+        if !self.is_param_shaped(v) {
+            return Err(self.unsupported(format!("{v} = {} has shape {}, not the parameter's {:?}", node.op.mnemonic(), node.ty, self.global)));
+        }
+        let out = self.local_ty(dt);
+        let local = self.local.to_vec();
+        self.ops.push(node.op.mnemonic());
+        let val = match node.op.clone() {
+            Op::Uniform { key, min, max } => {
+                let (lo, scale) = uniform_consts_bits(dt, min.get(), max.get());
+                let k = self.key(key)?;
+                let lo = self.scalar(dt, HostValue::Bits(lo));
+                let scale = self.scalar(dt, HostValue::Bits(scale));
+                let f = self.funcs.uniform(dt, &local);
+                self.body.call(&f, &[&k, &lo, &scale], &[out]).remove(0)
+            }
+            Op::Normal { key } => {
+                let k = self.key(key)?;
+                let f = self.funcs.normal(dt, &local);
+                self.body.call(&f, &[&k], &[out]).remove(0)
+            }
+            Op::TruncatedNormal { key, lower, upper } => {
+                let k = self.key(key)?;
+                let c = truncated_consts_bits(dt, lower.get(), upper.get());
+                let c: Vec<Val> = c.into_iter().map(|b| self.scalar(dt, HostValue::Bits(b))).collect();
+                let f = self.funcs.truncated_normal(dt, &local);
+                self.body.call(&f, &[&k, &c[0], &c[1], &c[2], &c[3]], &[out]).remove(0)
+            }
+            Op::RandomBits { key, width } => {
+                let k = self.key(key)?;
+                let t = tensor(&local, "ui32");
+                let f = self.funcs.bits(&local);
+                let y = self.body.call(&f, &[&k], &[t.clone(), t]);
+                match width {
+                    64 => {
+                        let h = self.body.op("stablehlo.convert", &[&y[0]], "", &out);
+                        let l = self.body.op("stablehlo.convert", &[&y[1]], "", &out);
+                        let c = self.body.constant("32", &out);
+                        let hs = self.body.ew("stablehlo.shift_left", &[&h, &c]);
+                        self.body.ew("stablehlo.or", &[&hs, &l])
+                    }
+                    32 => self.body.ew("stablehlo.xor", &[&y[0], &y[1]]),
+                    _ => {
+                        let x = self.body.ew("stablehlo.xor", &[&y[0], &y[1]]);
+                        self.body.op("stablehlo.convert", &[&x], "", &out)
+                    }
+                }
+            }
+            Op::Binary { op: BinaryOp::Mul, a, b } if self.reassociated_normal(a, b).is_some() => {
+                let (key, c) = self.reassociated_normal(a, b).ok_or(LowerError::Internal("pattern".into()))?;
+                let k = self.key(key)?;
+                let f = self.funcs.normal_erf_inv(dt, &local);
+                let e = self.body.call(&f, &[&k], std::slice::from_ref(&out)).remove(0);
+                let s = self.scalar(DType::F32, HostValue::NormalFactor(c));
+                let s = self.body.splat(&s, &out);
+                self.body.ew("stablehlo.multiply", &[&e, &s])
+            }
+            Op::Iota { dim } => {
+                let d = dim as usize;
+                let (start, n) = self.slot(Slot::Offset(d), None);
+                let w = self.words(start, n);
+                let hi = self.word_u64(&w, 0);
+                let lo = self.word_u64(&w, 1);
+                let c = self.body.constant("32", &tensor(&[], "ui64"));
+                let hs = self.body.ew("stablehlo.shift_left", &[&hi, &c]);
+                let off = self.body.ew("stablehlo.or", &[&hs, &lo]);
+                let t64 = tensor(&local, "ui64");
+                let io = self.body.op("stablehlo.iota", &[], &format!("iota_dimension = {dim} : i64"), &t64);
+                let off = self.body.splat(&off, &t64);
+                let g = self.body.ew("stablehlo.add", &[&io, &off]);
+                self.body.op("stablehlo.convert", &[&g], "", &out)
+            }
+            Op::Unary { op, x } => {
+                let x = self.get(x)?;
+                self.body.op(unary_name(op), &[&x], "", &out)
+            }
+            Op::Binary { op, a, b } => {
+                let (a, b) = (self.get(a)?, self.get(b)?);
+                self.body.op(binary_name(op), &[&a, &b], "", &out)
+            }
+            Op::Compare { dir, a, b } => {
+                let (a, b) = (self.get(a)?, self.get(b)?);
+                self.body.op("stablehlo.compare", &[&a, &b], &compare_attr(dir), &out)
+            }
+            Op::Select { pred, on_true, on_false } => {
+                let (p, t, f) = (self.get(pred)?, self.get(on_true)?, self.get(on_false)?);
+                self.body.op("stablehlo.select", &[&p, &t, &f], "", &out)
+            }
+            Op::Convert { x } => {
+                let x = self.get(x)?;
+                self.body.op("stablehlo.convert", &[&x], "", &out)
+            }
+            Op::Reshape { x } if self.m.ty(x).shape == self.global => self.get(x)?,
+            op => return Err(self.unsupported(format!("{v} = {} changes the layout of a non-scalar array", op.mnemonic()))),
+        };
+        self.vals.insert(v, val);
+        Ok(())
+    }
+
+    fn finish(mut self, dt: &DType, out: Val) -> ShardProgram {
+        let words: usize = self.slots.iter().map(|s| s.words()).sum();
+        let arg_ty = tensor(&[words as u64], "ui32");
+        let mut text = String::new();
+        let _ = writeln!(text, "module @shard attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{");
+        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}) -> ({}) {{", out.ty);
+        for l in &self.body.lines {
+            let _ = writeln!(text, "    {}", l.replace(": (ARG)", &format!(": ({arg_ty})")));
+        }
+        text.push_str("  }\n");
+        for f in std::mem::take(&mut self.funcs.text) {
+            text.push_str(&f);
+        }
+        text.push_str("}\n");
+        self.ops.dedup();
+        let summary = format!("{} {}{:?}", self.ops.join("·"), elem(*dt), self.local);
+        let _ = quote; // locations are left out so that identical programs have identical text
+        ShardProgram { text, slots: self.slots, values: self.values, shape: self.local.to_vec(), dtype: *dt, summary }
+    }
+}
+
+fn uniform_consts_bits(dt: DType, min: f64, max: f64) -> (u64, u64) {
+    let (lo, scale) = uniform_consts(dt, min, max);
+    (parse_hex(&lo), parse_hex(&scale))
+}
+
+fn truncated_consts_bits(dt: DType, lower: f64, upper: f64) -> [u64; 4] {
+    truncated_consts(dt, lower, upper).map(|s| parse_hex(&s))
+}
+
+/// The bits of a `0x...` literal from `rng` (always hex for floats).
+fn parse_hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0)
+}
