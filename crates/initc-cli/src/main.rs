@@ -1,5 +1,7 @@
 //! `initc`: compile model initialization programs. See `initc --help`.
 
+mod accel;
+mod devices;
 mod input;
 mod lower;
 mod plan;
@@ -28,7 +30,11 @@ const EXAMPLES: &str = "Examples:
   initc lower model.toml --mesh fsdp=4,tp=2 --rules fsdp+tp --partitioner gspmd   sharded, GSPMD annotations
   initc plan examples/llama3_405b.toml --mesh fsdp=32,tp=8 --rules fsdp+tp   bytes per device
   initc run examples/llama3_8b.toml --mesh fsdp=8 --rules fsdp --device 3 --out dev3/   one device's shards
-  initc verify examples/llama3_1b.toml --rules fsdp+tp --mesh fsdp=8 --mesh fsdp=4,tp=2   same bits on every mesh";
+  initc verify examples/llama3_1b.toml --rules fsdp+tp --mesh fsdp=8 --mesh fsdp=4,tp=2   same bits on every mesh
+  initc devices                                        the PJRT plugin found and its devices
+  initc run examples/llama3_8b.toml --backend pjrt --verify   on a GPU, checked against the CPU engine
+  initc run model.toml --backend pjrt --mesh fsdp=4 --rules fsdp --out ckpt/   4 GPUs, ckpt/device-K
+  initc run examples/llama3_405b.toml --backend pjrt --mesh fsdp=32,tp=8 --rules fsdp+tp --device 0   one of 256 devices' shards";
 
 #[derive(Parser, Debug)]
 #[command(name = "initc", version, about = ABOUT, after_help = EXAMPLES)]
@@ -54,6 +60,9 @@ enum Command {
     /// the unsharded run bit for bit. Prints one line per mesh and `digest <hex>` (the same for
     /// every mesh, and the digest in `initc run`'s manifest.json). Exit 1 on any difference.
     Verify(verify::VerifyArgs),
+    /// Show the PJRT plugin initc finds (path, API version, platform, attributes) and its
+    /// devices with their memory.
+    Devices(devices::DevicesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Lower(a) => lower::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Devices(a) => devices::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

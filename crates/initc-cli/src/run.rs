@@ -12,15 +12,19 @@ use crate::input::{load_sharded, CliError, ShardArgs};
 pub enum Backend {
     /// The embedded CPU engine (bit-exact with JAX on XLA:CPU).
     Cpu,
+    /// Accelerators through a PJRT plugin (see `initc devices`): each device computes only its
+    /// own shards, which stay on it unless --out, --verify or --digests copies them back.
+    Pjrt,
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// model.toml (or an IR file: `.pb` protobuf, anything else text).
     pub input: PathBuf,
-    /// Output directory: model.safetensors (or shards + index) and manifest.json.
+    /// Output directory: model.safetensors (or shards + index) and manifest.json. Required
+    /// for the CPU backend; with --backend pjrt, several devices write DIR/device-K.
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// Seed (u64), overriding the model's [rng] seed.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -39,6 +43,23 @@ pub struct RunArgs {
     pub device: Option<u64>,
     #[command(flatten)]
     pub shard: ShardArgs,
+    #[command(flatten)]
+    pub plugin: crate::devices::PluginArgs,
+    /// (pjrt) Copy the shards back and compare them with the CPU engine: integers and 16-bit
+    /// floats bit for bit, f32 within 4 ULP at the element's or the parameter's scale
+    /// (XLA:GPU and XLA:CPU differ in FMA contraction and log1p, RNG_SPEC.md §7). Exit 1 if not.
+    #[arg(long)]
+    pub verify: bool,
+    /// (pjrt) Materialize this many times (freeing the previous result first) and report each
+    /// time and the best.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: u32,
+    /// (pjrt) Also compute the SHA-256 of every shard (copied back to the host) into --report.
+    #[arg(long)]
+    pub digests: bool,
+    /// (pjrt) Write timings, memory, verification and digests as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// `5GB` = 5e9 bytes, `500MiB` = 500·2^20, a bare number is bytes.
@@ -69,6 +90,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let m = load_sharded(&args.input, &args.shard)?;
     let seed = args.seed.unwrap_or(m.seed);
+    if let (Some(d), Some(mesh)) = (args.device, &m.mesh)
+        && d >= mesh.devices() {
+            return Err(CliError::Plain(format!("--device {d}: mesh {mesh} has devices 0..{}", mesh.devices())));
+        }
+    if args.backend == Backend::Pjrt {
+        if args.device.is_some() && m.mesh.is_none() {
+            return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into()));
+        }
+        return crate::accel::run(args, &m, seed);
+    }
+    if args.verify || args.digests || args.report.is_some() || args.repeat > 1 {
+        return Err(CliError::Plain("--verify, --digests, --report and --repeat belong to --backend pjrt (the CPU engine is the reference; `initc verify` checks shardings)".into()));
+    }
+    let Some(out) = &args.out else {
+        return Err(CliError::Plain("--out DIR is required with the CPU backend".into()));
+    };
     let opts = initc_cpu::WriteOptions { max_shard_bytes: args.max_shard_size, device: args.device };
     let total = match (args.device, &m.mesh) {
         (Some(_), None) => return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into())),
@@ -80,7 +117,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let start = Instant::now();
-    let written = pool.install(|| initc_cpu::write_checkpoint(&m, seed, &args.out, &opts, &|n| bar.inc(n)));
+    let written = pool.install(|| initc_cpu::write_checkpoint(&m, seed, out, &opts, &|n| bar.inc(n)));
     bar.finish_and_clear();
     let written = written.map_err(|e| CliError::Plain(format!("writing the checkpoint failed: {e}")))?;
     let secs = start.elapsed().as_secs_f64();
@@ -89,7 +126,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         m.params.len(),
         written.total_bytes as f64 / 1e9,
         written.files.len(),
-        args.out.display(),
+        out.display(),
         secs,
         written.total_bytes as f64 / 1e9 / secs,
         pool.current_num_threads(),

@@ -152,12 +152,24 @@ fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &
 /// Writes the checkpoint of `m` for `seed` into `dir` (the whole model, or one device's
 /// shards). `progress(bytes)` is called as data is written.
 pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Written, CheckpointError> {
+    let ev = Evaluator::new(m, seed);
+    write_checkpoint_from(m, seed, dir, opts, progress, &|p: &Param, region: &Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+        materialize(&ev, p.value, &p.ty.shape, region, sink)
+    })
+}
+
+/// Where a checkpoint's bytes come from: `fill(param, region, sink)` passes the region's
+/// row-major little-endian bytes to `sink`, in order (in pieces of any size).
+pub type Fill<'a> = dyn Fn(&Param, &Region, &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + 'a;
+
+/// [`write_checkpoint`] with the data from `fill` (e.g. buffers copied back from a device)
+/// instead of the CPU engine.
+pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
     let items = items(m, opts.device)?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     if !dir.is_dir() {
         return Err(CheckpointError::Dir { path: dir.into(), reason: "is not a directory".into() });
     }
-    let ev = Evaluator::new(m, seed);
     let groups = plan_files(&items, opts.max_shard_bytes);
     let n = groups.len();
     let names: Vec<String> = if n == 1 { vec!["model.safetensors".into()] } else { (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect() };
@@ -171,7 +183,7 @@ pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, 
         for &i in members {
             let it = &items[i];
             let mut h = Sha256::new();
-            materialize(&ev, it.param.value, &it.param.ty.shape, &it.region, |b: &[u8]| {
+            fill(it.param, &it.region, &mut |b: &[u8]| {
                 h.update(b);
                 progress(b.len() as u64);
                 w.write_all(b)

@@ -124,7 +124,8 @@ impl<'m> Evaluator<'m> {
         self.m
     }
 
-    fn key(&self, v: Value) -> Key {
+    /// The key data of key node `v` (a scalar key).
+    pub fn key(&self, v: Value) -> Key {
         match self.eval(v, &Idx::Run { start: 0, len: 1 }) {
             Buf::Key(k) => k.first().copied().unwrap_or_default(),
             _ => [0, 0],

@@ -1,0 +1,156 @@
+//! `initc run --backend pjrt`: materialize on accelerators, report time and memory, optionally
+//! verify against the CPU engine and write the checkpoint from the device shards.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Instant;
+
+use initc_device::{verify, DeviceShards, Materializer};
+use initc_ir::Module;
+use initc_pjrt::CompileOptions;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::devices::open;
+use crate::input::CliError;
+use crate::run::RunArgs;
+
+fn gib(b: u64) -> f64 {
+    b as f64 / (1u64 << 30) as f64
+}
+
+pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
+    let plain = |e: &dyn std::fmt::Display| CliError::Plain(e.to_string());
+    let mesh_devices: Vec<u64> = match (args.device, &m.mesh) {
+        (Some(d), _) => vec![d],
+        (None, Some(mesh)) => (0..mesh.devices()).collect(),
+        (None, None) => vec![0],
+    };
+    let client = open(&args.plugin)?;
+    let t_plan = Instant::now();
+    let mat = Materializer::new(m, client, &mesh_devices, &CompileOptions::portable()).map_err(|e| {
+        let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+        CliError::Plain(format!("{e}{hint}"))
+    })?;
+    let plan = mat.plan();
+    let launches: usize = plan.devices.iter().map(|d| d.launches.len()).sum();
+    eprintln!(
+        "compiled {} shard programs for {launches} launches on {} device(s) in {:.2} s ({:.2} s planning + compile)",
+        plan.programs.len(),
+        mesh_devices.len(),
+        mat.compile_time.as_secs_f64(),
+        t_plan.elapsed().as_secs_f64(),
+    );
+    for (i, p) in plan.programs.iter().enumerate() {
+        eprintln!("  program {i}: {} ({} words) x{}", p.summary, p.words(), p.launches);
+    }
+    let client = mat.client();
+    for i in 0..mesh_devices.len() {
+        let _ = client.clear_memory_stats(mat.device(i));
+    }
+    let baseline: Vec<i64> = (0..mesh_devices.len()).map(|i| client.memory_stats(mat.device(i)).map_or(0, |s| s.bytes_in_use)).collect();
+    let mut times = Vec::new();
+    let mut result = None;
+    for _ in 0..args.repeat.max(1) {
+        drop(result.take()); // free the previous run's buffers first
+        let r = mat.run(seed).map_err(|e| plain(&e))?;
+        times.push(r.elapsed.as_secs_f64());
+        result = Some(r);
+    }
+    let result = result.ok_or_else(|| CliError::Plain("nothing ran".into()))?;
+    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let total: u64 = result.devices.iter().map(DeviceShards::bytes).sum();
+    eprintln!(
+        "materialized {:.3} GB on {} device(s): runs {} s; best {:.4} s ({:.1} GB/s)",
+        total as f64 / 1e9,
+        result.devices.len(),
+        times.iter().map(|t| format!("{t:.4}")).collect::<Vec<_>>().join(", "),
+        best,
+        total as f64 / 1e9 / best,
+    );
+    let mut report_devices = Vec::new();
+    for (i, d) in result.devices.iter().enumerate() {
+        let stats = client.memory_stats(&d.device).ok();
+        let peak = stats.and_then(|s| s.peak_bytes_in_use);
+        let over = peak.map(|p| p - baseline[i]);
+        eprintln!(
+            "  mesh device {} on {} {}: shards {:.3} GiB, peak in use {} (baseline {:.3} GiB{})",
+            d.mesh_device,
+            d.device.kind,
+            d.device.id,
+            gib(d.bytes()),
+            peak.map_or("n/a".into(), |p| format!("{:.3} GiB", gib(p as u64))),
+            gib(baseline[i].max(0) as u64),
+            over.map_or(String::new(), |o| format!(", peak - baseline = shards x {:.4}", o as f64 / d.bytes().max(1) as f64)),
+        );
+        report_devices.push(serde_json::json!({
+            "mesh_device": d.mesh_device, "device_id": d.device.id, "kind": d.device.kind,
+            "shard_bytes": d.bytes(), "peak_bytes_in_use": peak, "baseline_bytes_in_use": baseline[i],
+        }));
+    }
+    let mut ok = true;
+    let mut verify_json = serde_json::Value::Null;
+    if args.verify {
+        let t = Instant::now();
+        let checks = verify(m, seed, &result.devices).map_err(|e| plain(&e))?;
+        let exact = checks.iter().filter(|c| c.differing == 0).count();
+        let max_ulp = checks.iter().map(|c| c.max_ulp).max().unwrap_or(0);
+        let failing: Vec<_> = checks.iter().filter(|c| c.failing > 0).collect();
+        eprintln!(
+            "verify: {} shards vs the CPU engine in {:.1} s: {exact} bit-identical, {} within tolerance (f32: {} ULP at the element's or the parameter's scale), {} failing; max difference {max_ulp} ULP",
+            checks.len(),
+            t.elapsed().as_secs_f64(),
+            checks.len() - exact - failing.len(),
+            initc_device::F32_ULPS,
+            failing.len(),
+        );
+        for c in checks.iter().filter(|c| c.differing > 0).take(8) {
+            eprintln!("  {} (mesh device {}): {} of {} elements differ, max {} ULP{}", c.fqn, c.mesh_device, c.differing, c.elements, c.max_ulp, if c.failing > 0 { format!(", {} outside tolerance, first {:?}", c.failing, c.first_failure) } else { String::new() });
+        }
+        ok = failing.is_empty();
+        verify_json = serde_json::json!({"shards": checks.len(), "bit_identical": exact, "failing": failing.len(), "max_ulp": max_ulp});
+    }
+    let mut digests = serde_json::Map::new();
+    if args.digests {
+        for d in &result.devices {
+            let rows: Vec<(String, String)> = d.shards.par_iter().map(|s| -> Result<(String, String), CliError> {
+                let bytes = initc_device::to_host(s).map_err(|e| plain(&e))?;
+                Ok((format!("{}@{}", s.fqn, d.mesh_device), initc_cpu::hex(&Sha256::digest(&bytes))))
+            }).collect::<Result<_, _>>()?;
+            digests.extend(rows.into_iter().map(|(k, v)| (k, v.into())));
+        }
+    }
+    if let Some(out) = &args.out {
+        write_out(args, m, seed, &result.devices, out)?;
+    }
+    if let Some(path) = &args.report {
+        let rep = serde_json::json!({
+            "model": m.name, "seed": seed, "backend": "pjrt", "programs": plan.programs.len(), "launches": launches,
+            "compile_s": mat.compile_time.as_secs_f64(), "materialize_s": times, "best_s": best, "param_bytes": total,
+            "devices": report_devices, "verify": verify_json, "digests": digests,
+        });
+        crate::input::write_output(Some(path), format!("{rep:#}\n").as_bytes())?;
+    }
+    if !ok {
+        return Err(CliError::Plain("verification failed: device values differ from the CPU engine beyond the documented tolerance".into()));
+    }
+    Ok(())
+}
+
+/// Writes each device's shards as a checkpoint: `out` itself for one device, `out/device-K`
+/// for several (each the same format as `initc run --device K`).
+fn write_out(args: &RunArgs, m: &Module, seed: u64, devices: &[DeviceShards], out: &std::path::Path) -> Result<(), CliError> {
+    for d in devices {
+        let dir = if devices.len() == 1 { out.to_path_buf() } else { out.join(format!("device-{}", d.mesh_device)) };
+        let by_fqn: HashMap<&str, &initc_device::Shard> = d.shards.iter().map(|s| (s.fqn.as_str(), s)).collect();
+        let opts = initc_cpu::WriteOptions { max_shard_bytes: args.max_shard_size, device: (m.mesh.is_some() && (devices.len() > 1 || args.device.is_some())).then_some(d.mesh_device) };
+        let fill = |p: &initc_ir::Param, _r: &initc_shard::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| -> std::io::Result<()> {
+            let s = by_fqn.get(p.fqn.as_str()).ok_or_else(|| std::io::Error::other(format!("no shard of {}", p.fqn)))?;
+            let bytes = initc_device::to_host(s).map_err(std::io::Error::other)?;
+            sink(&bytes)
+        };
+        let w = initc_cpu::write_checkpoint_from(m, seed, &dir, &opts, &|_| {}, &fill).map_err(|e| CliError::Plain(format!("writing {}: {e}", dir.display())))?;
+        let _ = writeln!(std::io::stdout(), "{} {} device {} -> {}", if opts.device.is_some() { "shard_digest" } else { "digest" }, initc_cpu::hex(&w.digest), d.mesh_device, dir.display());
+    }
+    Ok(())
+}

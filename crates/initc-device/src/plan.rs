@@ -1,0 +1,93 @@
+//! Which shard programs a set of devices needs and which launches each device runs.
+
+use std::collections::HashMap;
+
+use initc_ir::{DType, Module};
+use initc_shard::{device_region, Region};
+use initc_stablehlo::{shard_program, HostValue, Slot};
+use rayon::prelude::*;
+
+use crate::DeviceError;
+
+/// A distinct shard program (compiled once, launched for every shard that uses it).
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub text: String,
+    pub slots: Vec<Slot>,
+    pub shape: Vec<u64>,
+    pub dtype: DType,
+    pub summary: String,
+    /// Launches using it, over all planned devices.
+    pub launches: usize,
+}
+
+impl Program {
+    pub fn words(&self) -> usize {
+        self.slots.iter().map(|s| s.words()).sum()
+    }
+}
+
+/// One parameter shard on one device.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub param: usize,
+    pub program: usize,
+    pub region: Region,
+    pub values: Vec<HostValue>,
+}
+
+/// The launches of one mesh device, in parameter order.
+#[derive(Clone, Debug)]
+pub struct DeviceLaunches {
+    /// Index in the module's mesh (0 without a mesh).
+    pub mesh_device: u64,
+    pub launches: Vec<Launch>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DevicePlan {
+    pub programs: Vec<Program>,
+    pub devices: Vec<DeviceLaunches>,
+}
+
+/// The region of parameter `p` that mesh device `dev` holds (the whole array without a mesh).
+pub fn region_of(m: &Module, p: usize, dev: u64) -> Region {
+    let param = &m.params[p];
+    match (&m.mesh, &param.sharding) {
+        (Some(mesh), Some(s)) => device_region(mesh, s, &param.ty.shape, dev),
+        _ => Region::full(&param.ty.shape),
+    }
+}
+
+impl DevicePlan {
+    /// Plans mesh devices `devices` (each must exist in the module's mesh).
+    pub fn new(m: &Module, devices: &[u64]) -> Result<DevicePlan, DeviceError> {
+        let n = m.mesh.as_ref().map_or(1, |mesh| mesh.devices());
+        if let Some(&d) = devices.iter().find(|&&d| d >= n) {
+            return Err(DeviceError::NoSuchMeshDevice { device: d, devices: n });
+        }
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut programs: Vec<Program> = Vec::new();
+        let mut out = Vec::with_capacity(devices.len());
+        for &dev in devices {
+            let emitted: Vec<_> = (0..m.params.len())
+                .into_par_iter()
+                .map(|p| {
+                    let region = region_of(m, p, dev);
+                    shard_program(m, p, &region).map(|sp| (p, region, sp))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut launches = Vec::with_capacity(emitted.len());
+            for (param, region, sp) in emitted {
+                let program = *index.entry(sp.text.clone()).or_insert_with(|| {
+                    programs.push(Program { text: sp.text, slots: sp.slots, shape: sp.shape, dtype: sp.dtype, summary: sp.summary, launches: 0 });
+                    programs.len() - 1
+                });
+                programs[program].launches += 1;
+                launches.push(Launch { param, program, region, values: sp.values });
+            }
+            out.push(DeviceLaunches { mesh_device: dev, launches });
+        }
+        Ok(DevicePlan { programs, devices: out })
+    }
+}

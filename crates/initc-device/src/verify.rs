@@ -1,0 +1,126 @@
+//! Comparing device shards with the CPU engine (the reference semantics).
+//!
+//! Integer data, keys and 16-bit floats must be identical. f32 may differ where XLA:GPU and
+//! XLA:CPU legitimately differ (RNG_SPEC.md §7: FMA contraction, `log1p`): an element passes
+//! within 4 ULP of its own magnitude or 4 ULP of the parameter's largest magnitude, whichever
+//! is larger. The second term covers `floats * (b - a) + a` near zero, where a one-ULP
+//! difference of the uniform draw is many ULPs of a tiny result.
+
+use initc_cpu::{materialize, Evaluator};
+use initc_ir::{DType, Module};
+
+use crate::runtime::{DeviceShards, Shard};
+use crate::DeviceError;
+
+/// Per-parameter tolerance, in ULPs at the element's or the parameter's scale.
+pub const F32_ULPS: u32 = 4;
+
+/// How a shard compared.
+#[derive(Clone, Debug, Default)]
+pub struct ShardCheck {
+    pub fqn: String,
+    pub mesh_device: u64,
+    pub elements: u64,
+    /// Elements whose bits differ.
+    pub differing: u64,
+    /// Largest difference in ULPs of the reference element.
+    pub max_ulp: u64,
+    /// Elements outside the tolerance.
+    pub failing: u64,
+    /// First failing element: (flat index in the shard, device value, reference value).
+    pub first_failure: Option<(u64, f64, f64)>,
+}
+
+/// Copies a shard to the host.
+pub fn to_host(s: &Shard) -> Result<Vec<u8>, DeviceError> {
+    let mut out = vec![0u8; s.bytes() as usize];
+    if !out.is_empty() {
+        s.buffer.to_host(&mut out)?;
+    }
+    Ok(out)
+}
+
+fn ulp_distance(a: f32, b: f32) -> u64 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i32;
+        if i < 0 { i64::from(i32::MIN) - i64::from(i) } else { i64::from(i) }
+    };
+    (key(a) - key(b)).unsigned_abs()
+}
+
+fn ulp_of(x: f32) -> f32 {
+    let a = x.abs();
+    if !a.is_finite() { return f32::INFINITY; }
+    f32::from_bits(a.to_bits() + 1) - a
+}
+
+/// Compares every shard of `devices` with the CPU engine under `seed`.
+pub fn verify(m: &Module, seed: u64, devices: &[DeviceShards]) -> Result<Vec<ShardCheck>, DeviceError> {
+    let ev = Evaluator::new(m, seed);
+    let mut out = Vec::new();
+    for d in devices {
+        for s in &d.shards {
+            let got = to_host(s)?;
+            let mut want = Vec::with_capacity(got.len());
+            let region = initc_shard::Region { offset: s.offset.clone(), shape: s.shape.clone() };
+            let p = &m.params[s.param];
+            materialize(&ev, p.value, &p.ty.shape, &region, |b: &[u8]| -> Result<(), DeviceError> {
+                want.extend_from_slice(b);
+                Ok(())
+            })?;
+            out.push(compare(s, d.mesh_device, &got, &want));
+        }
+    }
+    Ok(out)
+}
+
+fn compare(s: &Shard, mesh_device: u64, got: &[u8], want: &[u8]) -> ShardCheck {
+    let mut c = ShardCheck { fqn: s.fqn.clone(), mesh_device, elements: s.shape.iter().product(), ..Default::default() };
+    if s.dtype != DType::F32 {
+        let w = s.dtype.size_bytes() as usize;
+        for (i, (g, r)) in got.chunks(w).zip(want.chunks(w)).enumerate() {
+            if g != r {
+                c.differing += 1;
+                c.failing += 1;
+                c.max_ulp = c.max_ulp.max(1);
+                if c.first_failure.is_none() {
+                    c.first_failure = Some((i as u64, f64::NAN, f64::NAN));
+                }
+            }
+        }
+        return c;
+    }
+    let f = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|x| f32::from_le_bytes([x[0], x[1], x[2], x[3]])).collect() };
+    let (g, r) = (f(got), f(want));
+    let scale = r.iter().fold(0f32, |a, x| a.max(x.abs()));
+    let param_tol = F32_ULPS as f32 * ulp_of(scale);
+    for (i, (&g, &r)) in g.iter().zip(&r).enumerate() {
+        if g.to_bits() == r.to_bits() {
+            continue;
+        }
+        c.differing += 1;
+        let u = ulp_distance(g, r);
+        c.max_ulp = c.max_ulp.max(u);
+        let tol = (F32_ULPS as f32 * ulp_of(r)).max(param_tol);
+        if !((g - r).abs() <= tol) {
+            c.failing += 1;
+            if c.first_failure.is_none() {
+                c.first_failure = Some((i as u64, g.into(), r.into()));
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulps_count_across_zero_and_between_neighbours() {
+        assert_eq!(ulp_distance(1.0, 1.0), 0);
+        assert_eq!(ulp_distance(1.0, f32::from_bits(1.0f32.to_bits() + 3)), 3);
+        assert_eq!(ulp_distance(f32::from_bits(1), -f32::from_bits(1)), 2);
+        assert_eq!(ulp_of(1.0), f32::EPSILON);
+    }
+}
