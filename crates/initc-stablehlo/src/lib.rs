@@ -57,6 +57,11 @@ impl LowerError {
     }
 }
 
+/// Parses and verifies MLIR text (e.g. a [`ShardProgram`]'s) with MLIR.
+pub fn check_text(text: &str) -> Result<(), LowerError> {
+    mlir::print(text).map(|_| ())
+}
+
 /// An emitted module.
 #[derive(Debug, Clone)]
 pub struct Lowered {

@@ -1,0 +1,56 @@
+//! Shard-program planning (no accelerator needed): executables are shared across identical
+//! layers and devices, and every program is well-formed MLIR.
+
+use initc_device::DevicePlan;
+
+fn llama(n_layers: u32, mesh: &str) -> initc_ir::Module {
+    let src = format!(
+        "[model]\npreset = \"llama3\"\ndim = 4096\nn_layers = {n_layers}\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 0\n{mesh}"
+    );
+    let t = initc_frontend::trace_toml("llama", &src, "llama.toml").unwrap();
+    t.sharded("llama.toml", &src).unwrap()
+}
+
+#[test]
+fn programs_do_not_grow_with_the_number_of_layers() {
+    let p32 = DevicePlan::new(&llama(32, ""), &[0]).unwrap();
+    let p80 = DevicePlan::new(&llama(80, ""), &[0]).unwrap();
+    let summaries = |p: &DevicePlan| p.programs.iter().map(|x| x.summary.clone()).collect::<Vec<_>>();
+    assert_eq!(summaries(&p32), summaries(&p80));
+    assert!(p32.programs.len() <= 10, "{:#?}", summaries(&p32));
+    assert_eq!(p32.devices[0].launches.len(), 291);
+    assert_eq!(p80.devices[0].launches.len(), 723);
+}
+
+#[test]
+fn devices_of_an_even_mesh_share_programs() {
+    let m = llama(2, "[mesh]\nfsdp = 4\n[sharding]\nrules = \"fsdp\"\n");
+    let one = DevicePlan::new(&m, &[0]).unwrap();
+    let all = DevicePlan::new(&m, &[0, 1, 2, 3]).unwrap();
+    assert_eq!(one.programs.len(), all.programs.len());
+    // Device 3 of fsdp=4 starts a quarter of the way into dim 0 of a dim-0-sharded weight.
+    let l = &all.devices[3].launches[1];
+    let global = &m.params[l.param].ty.shape;
+    assert_eq!(l.region.offset[0], 3 * global[0] / 4, "{}", m.params[l.param].fqn);
+}
+
+#[test]
+fn an_unknown_mesh_device_is_refused() {
+    let m = llama(2, "[mesh]\nfsdp = 4\n[sharding]\nrules = \"fsdp\"\n");
+    let e = DevicePlan::new(&m, &[4]).unwrap_err().to_string();
+    assert!(e.contains("mesh device 4") && e.contains("has 4"), "{e}");
+}
+
+#[test]
+fn every_program_is_valid_mlir() {
+    for ex in ["mlp", "llama3_tiny_sharded", "gpt2_tiny"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(format!("{ex}.toml"));
+        let src = std::fs::read_to_string(&path).unwrap();
+        let m = initc_frontend::trace_toml(ex, &src, ex).unwrap().sharded(ex, &src).unwrap();
+        let n = m.mesh.as_ref().map_or(1, |x| x.devices());
+        let plan = DevicePlan::new(&m, &(0..n).collect::<Vec<_>>()).unwrap();
+        for p in &plan.programs {
+            initc_stablehlo::check_text(&p.text).unwrap_or_else(|e| panic!("{ex}: {}: {e}\n{}", p.summary, p.text));
+        }
+    }
+}
