@@ -74,10 +74,11 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
         let peak = stats.and_then(|s| s.peak_bytes_in_use);
         let over = peak.map(|p| p - baseline[i]);
         eprintln!(
-            "  mesh device {} on {} {}: shards {:.3} GiB, peak in use {} (baseline {:.3} GiB{})",
+            "  mesh device {} on {} {}: enqueue {:.4} s, shards {:.3} GiB, peak in use {} (baseline {:.3} GiB{})",
             d.mesh_device,
             d.device.kind,
             d.device.id,
+            d.enqueue.as_secs_f64(),
             gib(d.bytes()),
             peak.map_or("n/a".into(), |p| format!("{:.3} GiB", gib(p as u64))),
             gib(baseline[i].max(0) as u64),
@@ -85,7 +86,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
         );
         report_devices.push(serde_json::json!({
             "mesh_device": d.mesh_device, "device_id": d.device.id, "kind": d.device.kind,
-            "shard_bytes": d.bytes(), "peak_bytes_in_use": peak, "baseline_bytes_in_use": baseline[i],
+            "shard_bytes": d.bytes(), "enqueue_s": d.enqueue.as_secs_f64(), "peak_bytes_in_use": peak, "baseline_bytes_in_use": baseline[i],
         }));
     }
     let mut ok = true;
@@ -97,7 +98,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
         let max_ulp = checks.iter().map(|c| c.max_ulp).max().unwrap_or(0);
         let failing: Vec<_> = checks.iter().filter(|c| c.failing > 0).collect();
         eprintln!(
-            "verify: {} shards vs the CPU engine in {:.1} s: {exact} bit-identical, {} within tolerance (f32: {} ULP at the element's or the parameter's scale), {} failing; max difference {max_ulp} ULP",
+            "verify: {} shards vs the CPU engine in {:.1} s: {exact} bit-identical, {} within tolerance (bf16/f16: 1 ULP; f32: {} ULP or 2^-16 of the parameter's largest magnitude), {} failing; max difference {max_ulp} ULP",
             checks.len(),
             t.elapsed().as_secs_f64(),
             checks.len() - exact - failing.len(),
@@ -111,6 +112,12 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
         verify_json = serde_json::json!({"shards": checks.len(), "bit_identical": exact, "failing": failing.len(), "max_ulp": max_ulp});
     }
     let mut digests = serde_json::Map::new();
+    let mut regions = serde_json::Map::new();
+    for d in &result.devices {
+        for s in &d.shards {
+            regions.insert(format!("{}@{}", s.fqn, d.mesh_device), serde_json::json!([s.offset, s.shape]));
+        }
+    }
     if args.digests {
         for d in &result.devices {
             let rows: Vec<(String, String)> = d.shards.par_iter().map(|s| -> Result<(String, String), CliError> {
@@ -127,7 +134,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
         let rep = serde_json::json!({
             "model": m.name, "seed": seed, "backend": "pjrt", "programs": plan.programs.len(), "launches": launches,
             "compile_s": mat.compile_time.as_secs_f64(), "materialize_s": times, "best_s": best, "param_bytes": total,
-            "devices": report_devices, "verify": verify_json, "digests": digests,
+            "devices": report_devices, "verify": verify_json, "digests": digests, "regions": regions,
         });
         crate::input::write_output(Some(path), format!("{rep:#}\n").as_bytes())?;
     }

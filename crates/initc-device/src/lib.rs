@@ -21,7 +21,7 @@ mod verify;
 pub use pack::pack;
 pub use plan::{region_of, DeviceLaunches, DevicePlan, Launch, Program};
 pub use runtime::{assign, element_type, DeviceShards, Materialized, Materializer, Shard};
-pub use verify::{to_host, verify, ShardCheck, F32_ULPS};
+pub use verify::{to_host, verify, ShardCheck, F32_SCALE_TOLERANCE, F32_ULPS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

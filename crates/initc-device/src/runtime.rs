@@ -34,6 +34,8 @@ pub struct DeviceShards {
     pub mesh_device: u64,
     pub device: Device,
     pub shards: Vec<Shard>,
+    /// Host time to pack, upload and enqueue every launch (the device works meanwhile).
+    pub enqueue: Duration,
 }
 
 impl DeviceShards {
@@ -116,6 +118,7 @@ impl<'m> Materializer<'m> {
     }
 
     fn run_device(&self, ev: &Evaluator, i: usize) -> Result<DeviceShards, DeviceError> {
+        let t0 = Instant::now();
         let dl = &self.plan.devices[i];
         let device = self.device(i).clone();
         let mut shards = Vec::with_capacity(dl.launches.len());
@@ -136,11 +139,12 @@ impl<'m> Materializer<'m> {
             };
             shards.push(Shard { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, buffer });
         }
+        let enqueue = t0.elapsed();
         for s in &shards {
             s.buffer.wait_ready()?;
         }
         drop(args);
-        Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards })
+        Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards, enqueue })
     }
 }
 

@@ -20,10 +20,10 @@ pub(crate) struct Funcs {
     names: HashSet<String>,
     pub text: Vec<String>,
     /// `None`: counters are the flat indices of the array itself (a whole array per program).
-    /// `Some(strides)`: the program computes one shard; keys are `tensor<4xui32>` =
+    /// `Some(global)`: the program computes one shard; keys are `tensor<4xui32>` =
     /// `[k0, k1, base_hi, base_lo]` and an element's counter is `base + Σ iota_d·strides[d]`,
-    /// its flat index in the global array (`strides` are the global array's).
-    pub shard_strides: Option<Vec<u64>>,
+    /// its flat index in the global array.
+    pub shard_strides: Option<Global>,
 }
 
 impl Funcs {
@@ -32,9 +32,13 @@ impl Funcs {
         Funcs::default()
     }
 
-    /// A function set computing one shard of an array whose global strides are `strides`.
-    pub fn shard(strides: Vec<u64>) -> Funcs {
-        Funcs { shard_strides: Some(strides), ..Funcs::default() }
+    /// A function set computing one shard of an array of shape `global`.
+    pub fn shard(global: &[u64]) -> Funcs {
+        let mut strides = vec![1u64; global.len()];
+        for d in (0..global.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * global[d + 1];
+        }
+        Funcs { shard_strides: Some(Global { strides, numel: global.iter().product() }), ..Funcs::default() }
     }
 
     /// The key operand's type: key data, plus the shard's counter base in shard mode.
@@ -46,7 +50,7 @@ impl Funcs {
     fn mode_tag(&self) -> String {
         match &self.shard_strides {
             None => String::new(),
-            Some(st) => format!("_g{}", shape_tag(st)),
+            Some(g) => format!("_g{}", shape_tag(&g.strides)),
         }
     }
 
@@ -92,42 +96,19 @@ impl Funcs {
         })
     }
 
-    /// `@bits_S(key) -> (y0, y1)`: threefry of each element's row-major flat index.
+    /// `@bits_S(key) -> (y0, y1)`: threefry of each element's row-major flat index (in the
+    /// global array, for shard programs).
     pub fn bits(&mut self, shape: &[u64]) -> String {
         let t = tensor(shape, "ui32");
         let key = self.key_ty();
         let name = format!("bits_{}{}", shape_tag(shape), self.mode_tag());
-        let global_strides = self.shard_strides.clone();
+        let global = self.shard_strides.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
-            let t64 = tensor(shape, "ui64");
-            let mut flat: Option<Val> = None;
-            let mut stride = 1u64;
-            for d in (0..shape.len()).rev() {
-                if let Some(g) = &global_strides {
-                    stride = g[d];
-                }
-                let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t64);
-                let term = if stride == 1 { io } else {
-                    let c = b.constant(&stride.to_string(), &t64);
-                    b.ew("stablehlo.multiply", &[&io, &c])
-                };
-                flat = Some(match flat {
-                    None => term,
-                    Some(acc) => b.ew("stablehlo.add", &[&term, &acc]),
-                });
-                stride = stride.saturating_mul(shape[d]);
-            }
-            let mut flat = flat.unwrap_or_else(|| b.constant("0", &t64));
-            let c32 = b.constant("32", &t64);
-            if global_strides.is_some() {
-                let base = shard_base(b, &a[0]);
-                let base = b.splat(&base, &t64);
-                flat = b.ew("stablehlo.add", &[&flat, &base]);
-            }
-            let hi64 = b.ew("stablehlo.shift_right_logical", &[&flat, &c32]);
-            let hi = b.op("stablehlo.convert", &[&hi64], "", &t);
-            let lo = b.op("stablehlo.convert", &[&flat], "", &t);
+            let (hi, lo) = match &global {
+                Some(g) if g.numel <= 1 << 32 => shard_counters_u32(b, shape, g, &a[0]),
+                _ => counters_u64(b, shape, global.as_ref(), &a[0]),
+            };
             let tf = f.threefry(shape);
             let y = b.call(&tf, &[&k0, &k1, &hi, &lo], &[t.clone(), t.clone()]);
             b.ret(&[&y[0], &y[1]]);
@@ -273,6 +254,68 @@ pub(crate) fn key_words(b: &mut Body, key: &Val) -> (Val, Val) {
     let w0 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([0]), i64_array([1]), i64_array([1])), &one);
     let w1 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([1]), i64_array([2]), i64_array([1])), &one);
     (b.op("stablehlo.reshape", &[&w0], "", &s), b.op("stablehlo.reshape", &[&w1], "", &s))
+}
+
+/// The global array a shard program computes a piece of.
+#[derive(Clone, Debug)]
+pub(crate) struct Global {
+    pub strides: Vec<u64>,
+    pub numel: u64,
+}
+
+/// Counters as JAX computes them: u64 flat index (plus the shard's base), split into hi/lo.
+fn counters_u64(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val) -> (Val, Val) {
+    let t = tensor(shape, "ui32");
+    let t64 = tensor(shape, "ui64");
+    let mut flat: Option<Val> = None;
+    let mut stride = 1u64;
+    for d in (0..shape.len()).rev() {
+        if let Some(g) = global {
+            stride = g.strides[d];
+        }
+        let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t64);
+        let term = if stride == 1 { io } else {
+            let c = b.constant(&stride.to_string(), &t64);
+            b.ew("stablehlo.multiply", &[&io, &c])
+        };
+        flat = Some(match flat {
+            None => term,
+            Some(acc) => b.ew("stablehlo.add", &[&term, &acc]),
+        });
+        stride = stride.saturating_mul(shape[d]);
+    }
+    let mut flat = flat.unwrap_or_else(|| b.constant("0", &t64));
+    if global.is_some() {
+        let base = shard_base(b, key);
+        let base = b.splat(&base, &t64);
+        flat = b.ew("stablehlo.add", &[&flat, &base]);
+    }
+    let c32 = b.constant("32", &t64);
+    let hi64 = b.ew("stablehlo.shift_right_logical", &[&flat, &c32]);
+    let hi = b.op("stablehlo.convert", &[&hi64], "", &t);
+    let lo = b.op("stablehlo.convert", &[&flat], "", &t);
+    (hi, lo)
+}
+
+/// Counters of a shard of an array of at most 2^32 elements: every flat index fits in u32,
+/// so the hi word is 0 and the lo word is computed in u32 (the same values as
+/// [`counters_u64`], with none of the 64-bit integer work that GPUs emulate).
+fn shard_counters_u32(b: &mut Body, shape: &[u64], g: &Global, key: &Val) -> (Val, Val) {
+    let t = tensor(shape, "ui32");
+    let one = tensor(&[1], "ui32");
+    let s = tensor(&[], "ui32");
+    let base = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([3]), i64_array([4]), i64_array([1])), &one);
+    let base = b.op("stablehlo.reshape", &[&base], "", &s);
+    let mut flat = b.splat(&base, &t);
+    for d in 0..shape.len() {
+        let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t);
+        let term = if g.strides[d] == 1 { io } else {
+            let c = b.constant(&g.strides[d].to_string(), &t);
+            b.ew("stablehlo.multiply", &[&io, &c])
+        };
+        flat = b.ew("stablehlo.add", &[&flat, &term]);
+    }
+    (b.constant("0", &t), flat)
 }
 
 /// The shard's counter base, words 2 and 3 of a shard-mode key, as a `tensor<ui64>`.

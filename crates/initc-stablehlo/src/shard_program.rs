@@ -87,14 +87,13 @@ impl ShardProgram {
 pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
     let p = &m.params[param];
     let global = p.ty.shape.clone();
-    let strides = row_major_strides(&global);
     let mut e = Emitter {
         m,
         fqn: &p.fqn,
         global: &global,
         local: &region.shape,
         seeded: seeded(m),
-        funcs: Funcs::shard(strides),
+        funcs: Funcs::shard(&global),
         body: Body::new("shard"),
         slots: vec![Slot::Base],
         values: Vec::new(),
@@ -110,14 +109,6 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
     let out = e.get(p.value)?;
     e.body.ret(&[&out]);
     Ok(e.finish(&p.ty.dtype, out))
-}
-
-fn row_major_strides(shape: &[u64]) -> Vec<u64> {
-    let mut s = vec![1u64; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * shape[d + 1];
-    }
-    s
 }
 
 /// Whether each node depends on the seed.
