@@ -28,22 +28,28 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     };
     let client = open(&args.plugin)?;
     let t_plan = Instant::now();
-    let mat = Materializer::new(m, client, &mesh_devices, &CompileOptions::portable()).map_err(|e| {
+    let mut mat = Materializer::new(m, client, &mesh_devices, &CompileOptions::portable()).map_err(|e| {
         let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
         CliError::Plain(format!("{e}{hint}"))
     })?;
+    if let Some(t) = args.threads {
+        mat.set_threads_per_device(t);
+    }
+    let mat = mat;
     let plan = mat.plan();
     let launches: usize = plan.devices.iter().map(|d| d.launches.len()).sum();
     eprintln!(
-        "compiled {} shard programs for {launches} launches on {} device(s) in {:.2} s ({:.2} s planning + compile)",
+        "compiled {} shard programs for {launches} launches on {} device(s) in {:.2} s; static words uploaded in {:.3} s ({:.2} s with planning)",
         plan.programs.len(),
         mesh_devices.len(),
         mat.compile_time.as_secs_f64(),
+        mat.load_time.as_secs_f64(),
         t_plan.elapsed().as_secs_f64(),
     );
     for (i, p) in plan.programs.iter().enumerate() {
         eprintln!("  program {i}: {} ({} words) x{}", p.summary, p.words(), p.launches);
     }
+    let setup_s = t_plan.elapsed().as_secs_f64();
     let client = mat.client();
     for i in 0..mesh_devices.len() {
         let _ = client.clear_memory_stats(mat.device(i));
@@ -133,7 +139,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     if let Some(path) = &args.report {
         let rep = serde_json::json!({
             "model": m.name, "seed": seed, "backend": "pjrt", "programs": plan.programs.len(), "launches": launches,
-            "compile_s": mat.compile_time.as_secs_f64(), "materialize_s": times, "best_s": best, "param_bytes": total,
+            "compile_s": mat.compile_time.as_secs_f64(), "load_s": mat.load_time.as_secs_f64(), "setup_s": setup_s, "materialize_s": times, "best_s": best, "param_bytes": total,
             "devices": report_devices, "verify": verify_json, "digests": digests, "regions": regions,
         });
         crate::input::write_output(Some(path), format!("{rep:#}\n").as_bytes())?;

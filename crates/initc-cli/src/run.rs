@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// Split the checkpoint into HF-style shards of at most this size (e.g. 5GB, 500MiB, 1000000).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_shard_size: Option<u64>,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores); with --backend pjrt, host threads enqueueing
+    /// launches per device (default 4).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Where to compute.

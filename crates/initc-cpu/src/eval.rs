@@ -59,6 +59,7 @@ pub fn strides(shape: &[u64]) -> Vec<u64> {
 /// Evaluates nodes of one module for one seed. Cheap to create; shareable across threads.
 pub struct Evaluator<'m> {
     m: &'m Module,
+    seed: u64,
     root: Key,
     uses: Vec<u32>,
     /// Whether a node depends on the seed (otherwise it is a compile-time constant to XLA).
@@ -80,7 +81,7 @@ impl<'m> Evaluator<'m> {
         for (i, n) in m.nodes.iter().enumerate() {
             seeded[i] = matches!(n.op, Op::Seed) || n.op.operands().iter().any(|v| seeded[v.index()]);
         }
-        Evaluator { m, root: rng::prng_key(seed), uses, seeded }
+        Evaluator { m, seed, root: rng::prng_key(seed), uses, seeded }
     }
 
     /// The value of a seed-independent f32 node that is one scalar broadcast (a constant to XLA).
@@ -118,6 +119,10 @@ impl<'m> Evaluator<'m> {
         let mut e = vec![0f32; idx.len()];
         rng::normal_erf_inv_f32(self.key(key), idx.as_rng(), &mut e);
         e
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     pub fn module(&self) -> &'m Module {

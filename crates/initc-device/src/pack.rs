@@ -1,5 +1,6 @@
-//! The packed argument of a launch: counter base and offsets of the shard, keys for the seed,
-//! host-folded scalars (see `initc_stablehlo::shard_program`).
+//! The word vectors of a launch (see `initc_stablehlo::shard_program`): static words (the
+//! shard's counter base and offsets, host-folded scalars, `fold_in` data), packed once per
+//! loaded model, and dynamic words (the root key and host-computed keys), packed per seed.
 
 use initc_cpu::{Evaluator, Idx};
 use initc_ir::Module;
@@ -13,7 +14,7 @@ fn push_u64(out: &mut Vec<u32>, x: u64) {
 }
 
 /// The bits of a host value (in the low bits of the u64).
-fn bits(m: &Module, ev: &Evaluator, v: &HostValue) -> u64 {
+fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
     let first = |x| {
         let mut bytes = Vec::with_capacity(8);
         ev.eval(x, &Idx::Run { start: 0, len: 1 }).append_le_bytes(&mut bytes);
@@ -27,16 +28,22 @@ fn bits(m: &Module, ev: &Evaluator, v: &HostValue) -> u64 {
             let c = f32::from_bits(first(*c) as u32);
             (initc_rng::SQRT2_F32 * c).to_bits().into()
         }
-        HostValue::Key(k) => {
-            let [a, b] = ev.key(*k);
-            let _ = m;
-            (u64::from(a) << 32) | u64::from(b)
-        }
     }
 }
 
-/// The words of `launch` (of `program`) under the evaluator's seed.
-pub fn pack(m: &Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Vec<u32> {
+/// The dynamic words of `launch` for the evaluator's seed: `PRNGKey(seed)`, then its
+/// host-computed keys.
+pub fn pack_dynamic(seed: u64, ev: &Evaluator, launch: &Launch) -> Vec<u32> {
+    let mut out = initc_rng::prng_key(seed).to_vec();
+    for &k in &launch.dyn_keys {
+        out.extend(ev.key(k));
+    }
+    out
+}
+
+/// The static words of `launch` (of `program`); `ev` may be for any seed (they do not depend
+/// on it).
+pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Vec<u32> {
     let global = &m.params[launch.param].ty.shape;
     let strides = initc_cpu::strides(global);
     let base: u64 = launch.region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
@@ -46,9 +53,8 @@ pub fn pack(m: &Module, ev: &Evaluator, program: &Program, launch: &Launch) -> V
         match *slot {
             Slot::Base => push_u64(&mut out, base),
             Slot::Offset(d) => push_u64(&mut out, launch.region.offset[d]),
-            Slot::Key => push_u64(&mut out, values.next().map_or(0, |v| bits(m, ev, v))),
             Slot::Scalar(dt) => {
-                let b = values.next().map_or(0, |v| bits(m, ev, v));
+                let b = values.next().map_or(0, |v| bits(ev, v));
                 if dt.size_bytes() == 8 { push_u64(&mut out, b) } else { out.push(b as u32) }
             }
         }

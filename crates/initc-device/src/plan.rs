@@ -34,6 +34,8 @@ pub struct Launch {
     pub program: usize,
     pub region: Region,
     pub values: Vec<HostValue>,
+    /// Keys the host computes for the dynamic words (after the root key).
+    pub dyn_keys: Vec<initc_ir::Value>,
 }
 
 /// The launches of one mesh device, in parameter order.
@@ -84,7 +86,7 @@ impl DevicePlan {
                     programs.len() - 1
                 });
                 programs[program].launches += 1;
-                launches.push(Launch { param, program, region, values: sp.values });
+                launches.push(Launch { param, program, region, values: sp.values, dyn_keys: sp.dyn_keys });
             }
             out.push(DeviceLaunches { mesh_device: dev, launches });
         }

@@ -61,7 +61,13 @@ pub struct Materializer<'m> {
     /// PJRT device (index into `client.devices()`) of each planned device.
     targets: Vec<usize>,
     executables: Vec<Executable>,
+    /// Static words of every launch, on its device (`[device slot][launch]`).
+    statics: Vec<Vec<Option<Buffer>>>,
+    /// Host threads enqueueing launches per device.
+    threads_per_device: usize,
     pub compile_time: Duration,
+    /// Packing and uploading the static words.
+    pub load_time: Duration,
 }
 
 /// Maps mesh devices onto addressable PJRT devices: mesh device `k` runs on addressable device
@@ -85,7 +91,28 @@ impl<'m> Materializer<'m> {
         let plan = DevicePlan::new(m, mesh_devices)?;
         let t0 = Instant::now();
         let executables = compile_all(&client, &plan, options)?;
-        Ok(Materializer { m, client, plan, targets, executables, compile_time: t0.elapsed() })
+        let compile_time = t0.elapsed();
+        let t1 = Instant::now();
+        let ev = Evaluator::new(m, m.seed);
+        let mut statics = Vec::with_capacity(plan.devices.len());
+        for (i, dl) in plan.devices.iter().enumerate() {
+            let device = &client.devices()[targets[i]];
+            let bufs = dl.launches.iter().map(|l| {
+                if l.region.numel() == 0 {
+                    return Ok(None);
+                }
+                let words = pack::pack_static(m, &ev, &plan.programs[l.program], l);
+                upload_words(&client, device, &words).map(Some)
+            }).collect::<Result<Vec<_>, DeviceError>>()?;
+            statics.push(bufs);
+        }
+        let load_time = t1.elapsed();
+        Ok(Materializer { m, client, plan, targets, executables, statics, threads_per_device: 4, compile_time, load_time })
+    }
+
+    /// How many host threads enqueue each device's launches (default 4).
+    pub fn set_threads_per_device(&mut self, n: usize) {
+        self.threads_per_device = n.max(1);
     }
 
     pub fn plan(&self) -> &DevicePlan {
@@ -121,31 +148,60 @@ impl<'m> Materializer<'m> {
         let t0 = Instant::now();
         let dl = &self.plan.devices[i];
         let device = self.device(i).clone();
-        let mut shards = Vec::with_capacity(dl.launches.len());
-        let mut args = Vec::with_capacity(dl.launches.len());
-        for l in &dl.launches {
-            let prog = &self.plan.programs[l.program];
-            let p = &self.m.params[l.param];
-            let dims: Vec<i64> = l.region.shape.iter().map(|&d| d as i64).collect();
-            let buffer = if l.region.numel() == 0 {
-                self.client.upload(&device, element_type(p.ty.dtype)?, &dims, &[])?
-            } else {
-                let words = pack::pack(self.m, ev, prog, l);
-                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-                let arg = self.client.upload(&device, ElementType::U32, &[words.len() as i64], &bytes)?;
-                let mut out = self.executables[l.program].execute_on(&device, &[&arg])?;
-                args.push(arg);
-                out.pop().ok_or_else(|| DeviceError::Internal(format!("program {} returned nothing", l.program)))?
-            };
-            shards.push(Shard { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, buffer });
+        let seed = ev.seed();
+        let root = upload_words(&self.client, &device, &initc_rng::prng_key(seed))?;
+        let n = dl.launches.len();
+        let threads = self.threads_per_device.min(n.max(1));
+        // Launch k goes to thread k % threads; each thread returns (k, buffer, per-launch dynamic words).
+        let parts: Vec<Result<Vec<(usize, Buffer, Option<Buffer>)>, DeviceError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|t| {
+                let (device, root) = (&device, &root);
+                s.spawn(move || -> Result<Vec<(usize, Buffer, Option<Buffer>)>, DeviceError> {
+                    let mut out = Vec::with_capacity(n / threads + 1);
+                    for k in (t..n).step_by(threads) {
+                        let l = &dl.launches[k];
+                        let p = &self.m.params[l.param];
+                        let Some(stat) = &self.statics[i][k] else {
+                            let dims: Vec<i64> = l.region.shape.iter().map(|&d| d as i64).collect();
+                            out.push((k, self.client.upload(device, element_type(p.ty.dtype)?, &dims, &[])?, None));
+                            continue;
+                        };
+                        let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
+                        let mut res = self.executables[l.program].execute_on(device, &[stat, dynamic.as_ref().unwrap_or(root)])?;
+                        let buf = res.pop().ok_or_else(|| DeviceError::Internal(format!("program {} returned nothing", l.program)))?;
+                        out.push((k, buf, dynamic));
+                    }
+                    Ok(out)
+                })
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
+        });
+        let mut slots: Vec<Option<Buffer>> = (0..n).map(|_| None).collect();
+        let mut keep = Vec::new();
+        for part in parts {
+            for (k, buf, dynamic) in part? {
+                slots[k] = Some(buf);
+                keep.extend(dynamic);
+            }
         }
         let enqueue = t0.elapsed();
+        let mut shards = Vec::with_capacity(n);
+        for (l, buf) in dl.launches.iter().zip(slots) {
+            let buffer = buf.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))?;
+            let p = &self.m.params[l.param];
+            shards.push(Shard { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, buffer });
+        }
         for s in &shards {
             s.buffer.wait_ready()?;
         }
-        drop(args);
+        drop((keep, root));
         Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards, enqueue })
     }
+}
+
+fn upload_words(client: &Client, device: &Device, words: &[u32]) -> Result<Buffer, DeviceError> {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    Ok(client.upload(device, ElementType::U32, &[words.len() as i64], &bytes)?)
 }
 
 fn compile_all(client: &Client, plan: &DevicePlan, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {

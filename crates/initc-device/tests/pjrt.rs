@@ -15,7 +15,9 @@ fn client() -> Option<Client> {
 }
 
 fn model(ex: &str, mesh: Option<&str>) -> initc_ir::Module {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(format!("{ex}.toml"));
+    // INITC_ROOT: the repository, where the test binary runs away from its build tree.
+    let root = std::env::var_os("INITC_ROOT").map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."), std::path::PathBuf::from);
+    let path = root.join("examples").join(format!("{ex}.toml"));
     let mut src = std::fs::read_to_string(&path).unwrap();
     if let Some(m) = mesh {
         src.push_str(m);

@@ -1,13 +1,17 @@
 //! Shard programs: one small single-device StableHLO program per parameter shard, which
 //! computes exactly that device's region of the parameter and nothing else.
 //!
-//! `@main(%arg0: tensor<Wxui32>) -> tensor<local shape>` reads everything that varies between
-//! parameters and devices from one packed word vector (the [`Slot`]s): the shard's counter
-//! base and per-dim offsets, the parameter's keys (computed on the host) and its scalar
-//! constants (evaluated on the host). Parameters with the same structure and local shape
-//! therefore get byte-identical text, so a model needs one compiled executable per distinct
-//! (initializer, dtype, local shape), however many layers it has, and no SPMD partitioner
-//! (hence no collective) is involved.
+//! `@main(%arg0: tensor<Sxui32>, %arg1: tensor<Dxui32>) -> tensor<local shape>` reads
+//! everything that varies between parameters and devices from two word vectors:
+//! - `%arg0`, the static words (the [`Slot`]s): the shard's counter base and per-dim offsets,
+//!   the parameter's scalar constants (evaluated on the host) and the `fold_in` data of its
+//!   key. They do not depend on the seed, so a runtime uploads them once per loaded model.
+//! - `%arg1`, the dynamic words: the root key (`PRNGKey(seed)`), then any key the program
+//!   cannot derive from the root with `fold_in` ([`ShardProgram::dyn_keys`], computed on the
+//!   host). For the presets that is the root key alone, one upload per device and seed.
+//! Parameters with the same structure and local shape therefore get byte-identical text, so a
+//! model needs one compiled executable per distinct (initializer, dtype, local shape), however
+//! many layers it has, and no SPMD partitioner (hence no collective) is involved.
 //!
 //! Values equal the whole-array program's: an element's random counter is its flat index in
 //! the global array (`base + Σ iota_d·stride_d`), and every constant XLA would fold (uniform
@@ -33,8 +37,6 @@ pub enum Slot {
     Base,
     /// The shard's offset in dim `d` (u64: hi, lo).
     Offset(usize),
-    /// A key's two words.
-    Key,
     /// A scalar in `dtype`'s bit format (one word, two for 64-bit types: hi, lo).
     Scalar(DType),
 }
@@ -42,17 +44,15 @@ pub enum Slot {
 impl Slot {
     pub fn words(self) -> usize {
         match self {
-            Slot::Base | Slot::Offset(_) | Slot::Key => 2,
+            Slot::Base | Slot::Offset(_) => 2,
             Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
         }
     }
 }
 
-/// How the host computes a parameter's value for a [`Slot::Key`] or [`Slot::Scalar`].
+/// How the host computes a parameter's value for a [`Slot::Scalar`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostValue {
-    /// The key data of node `v` (depends on the seed).
-    Key(Value),
     /// The (seed-independent) value of node `v`'s first element, in its dtype.
     Scalar(Value),
     /// `f32(sqrt2_f32 * c)` with `c` the f32 value of node `v` (XLA's fold of `normal * c`).
@@ -66,10 +66,12 @@ pub enum HostValue {
 pub struct ShardProgram {
     /// The MLIR text (generic form). Identical for parameters that can share an executable.
     pub text: String,
-    /// The packed argument's layout.
+    /// The static words' layout.
     pub slots: Vec<Slot>,
-    /// Host values for the `Key`/`Scalar` slots, in slot order.
+    /// Host values for the `Scalar` slots, in slot order.
     pub values: Vec<HostValue>,
+    /// Keys the host computes, in the dynamic words after the root key (two words each).
+    pub dyn_keys: Vec<Value>,
     /// Local (result) shape and dtype.
     pub shape: Vec<u64>,
     pub dtype: DType,
@@ -99,6 +101,8 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         values: Vec::new(),
         reads: Vec::new(),
         keys: HashMap::new(),
+        keys2: HashMap::new(),
+        dyn_keys: Vec::new(),
         vals: HashMap::new(),
         ops: Vec::new(),
     };
@@ -146,6 +150,9 @@ struct Emitter<'a> {
     reads: Vec<(usize, usize)>,
     /// Shard-mode key (`tensor<4xui32>`) per key node.
     keys: HashMap<Value, Val>,
+    /// Key data (`tensor<2xui32>`) per key node.
+    keys2: HashMap<Value, Val>,
+    dyn_keys: Vec<Value>,
     vals: HashMap<Value, Val>,
     /// Op names, for the summary.
     ops: Vec<&'static str>,
@@ -175,7 +182,16 @@ impl Emitter<'_> {
     /// `%arg0[start .. start + n]` as a `tensor<nxui32>`.
     fn words(&mut self, start: usize, n: usize) -> Val {
         self.reads.push((start, n));
-        let arg = Val { name: "%arg0".into(), ty: "ARG".into() };
+        self.slice_of("%arg0", "ARG0", start, n)
+    }
+
+    /// `%arg1[start .. start + n]` (dynamic words).
+    fn dyn_words(&mut self, start: usize, n: usize) -> Val {
+        self.slice_of("%arg1", "ARG1", start, n)
+    }
+
+    fn slice_of(&mut self, name: &str, placeholder: &str, start: usize, n: usize) -> Val {
+        let arg = Val { name: name.into(), ty: placeholder.into() };
         let attr = format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([start as u64]), i64_array([(start + n) as u64]), i64_array([1]));
         self.body.op("stablehlo.slice", &[&arg], &attr, &tensor(&[n as u64], "ui32"))
     }
@@ -222,16 +238,38 @@ impl Emitter<'_> {
         self.body.op("stablehlo.convert", &[&x], "", &tensor(&[], "ui64"))
     }
 
-    /// The shard-mode key of key node `k`: `[k0, k1, base_hi, base_lo]`.
-    fn key(&mut self, k: Value) -> Result<Val, LowerError> {
-        if let Some(v) = self.keys.get(&k) {
+    /// The key data of key node `k`: the root key from the dynamic words, `fold_in` on the
+    /// device with static data, or a host-computed key in the dynamic words.
+    fn key2(&mut self, k: Value) -> Result<Val, LowerError> {
+        if let Some(v) = self.keys2.get(&k) {
             return Ok(v.clone());
         }
         if !self.m.ty(k).shape.is_empty() {
             return Err(self.unsupported(format!("random op on an array of keys ({})", self.m.ty(k))));
         }
-        let (start, _) = self.slot(Slot::Key, Some(HostValue::Key(k)));
-        let kw = self.words(start, 2);
+        let v = match self.m.node(k).op {
+            Op::Seed => self.dyn_words(0, 2),
+            Op::FoldIn { key, data } => {
+                let parent = self.key2(key)?;
+                let d = self.scalar(DType::U32, HostValue::Bits(data.into()));
+                let f = self.funcs.fold_in();
+                self.body.call(&f, &[&parent, &d], &[tensor(&[2], "ui32")]).remove(0)
+            }
+            _ => {
+                self.dyn_keys.push(k);
+                self.dyn_words(2 * self.dyn_keys.len(), 2)
+            }
+        };
+        self.keys2.insert(k, v.clone());
+        Ok(v)
+    }
+
+    /// The shard-mode key of key node `k`: `[k0, k1, base_hi, base_lo]`.
+    fn key(&mut self, k: Value) -> Result<Val, LowerError> {
+        if let Some(v) = self.keys.get(&k) {
+            return Ok(v.clone());
+        }
+        let kw = self.key2(k)?;
         let base = self.words(0, 2);
         let v = self.body.op("stablehlo.concatenate", &[&kw, &base], "dimension = 0 : i64", &tensor(&[4], "ui32"));
         self.keys.insert(k, v.clone());
@@ -385,11 +423,12 @@ impl Emitter<'_> {
     fn finish(mut self, dt: &DType, out: Val) -> ShardProgram {
         let words: usize = self.slots.iter().map(|s| s.words()).sum();
         let arg_ty = tensor(&[words as u64], "ui32");
+        let dyn_ty = tensor(&[2 + 2 * self.dyn_keys.len() as u64], "ui32");
         let mut text = String::new();
         let _ = writeln!(text, "module @shard attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{");
-        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}) -> ({}) {{", out.ty);
+        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}, %arg1: {dyn_ty}) -> ({}) {{", out.ty);
         for l in &self.body.lines {
-            let _ = writeln!(text, "    {}", l.replace(": (ARG)", &format!(": ({arg_ty})")));
+            let _ = writeln!(text, "    {}", l.replace(": (ARG0)", &format!(": ({arg_ty})")).replace(": (ARG1)", &format!(": ({dyn_ty})")));
         }
         text.push_str("  }\n");
         for f in std::mem::take(&mut self.funcs.text) {
@@ -399,7 +438,7 @@ impl Emitter<'_> {
         self.ops.dedup();
         let summary = format!("{} {}{:?}", self.ops.join("·"), elem(*dt), self.local);
         let _ = quote; // locations are left out so that identical programs have identical text
-        ShardProgram { text, slots: self.slots, values: self.values, shape: self.local.to_vec(), dtype: *dt, summary }
+        ShardProgram { text, slots: self.slots, values: self.values, dyn_keys: self.dyn_keys, shape: self.local.to_vec(), dtype: *dt, summary }
     }
 }
 
