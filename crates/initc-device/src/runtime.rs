@@ -94,18 +94,31 @@ impl<'m> Materializer<'m> {
         let compile_time = t0.elapsed();
         let t1 = Instant::now();
         let ev = Evaluator::new(m, m.seed);
-        let mut statics = Vec::with_capacity(plan.devices.len());
-        for (i, dl) in plan.devices.iter().enumerate() {
-            let device = &client.devices()[targets[i]];
-            let bufs = dl.launches.iter().map(|l| {
-                if l.region.numel() == 0 {
-                    return Ok(None);
-                }
-                let words = pack::pack_static(m, &ev, &plan.programs[l.program], l);
-                upload_words(&client, device, &words).map(Some)
-            }).collect::<Result<Vec<_>, DeviceError>>()?;
-            statics.push(bufs);
-        }
+        // Static words, one thread per device (uploads to different devices overlap).
+        let statics = std::thread::scope(|s| {
+            let handles: Vec<_> = plan.devices.iter().enumerate().map(|(i, dl)| {
+                let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
+                s.spawn(move || -> Result<Vec<Option<Buffer>>, DeviceError> {
+                    let mut bufs = Vec::with_capacity(dl.launches.len());
+                    let mut pending = Vec::new();
+                    for l in &dl.launches {
+                        if l.region.numel() == 0 {
+                            bufs.push(None);
+                            continue;
+                        }
+                        let words = pack::pack_static(m, ev, &plan.programs[l.program], l);
+                        let (buf, up) = upload_words_async(client, device, &words)?;
+                        bufs.push(Some(buf));
+                        pending.push(up);
+                    }
+                    for up in pending {
+                        up.wait()?;
+                    }
+                    Ok(bufs)
+                })
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>()
+        })?;
         let load_time = t1.elapsed();
         Ok(Materializer { m, client, plan, targets, executables, statics, threads_per_device: 4, compile_time, load_time })
     }
@@ -149,7 +162,7 @@ impl<'m> Materializer<'m> {
         let dl = &self.plan.devices[i];
         let device = self.device(i).clone();
         let seed = ev.seed();
-        let root = upload_words(&self.client, &device, &initc_rng::prng_key(seed))?;
+        let (root, root_upload) = upload_words_async(&self.client, &device, &initc_rng::prng_key(seed))?;
         let n = dl.launches.len();
         let threads = self.threads_per_device.min(n.max(1));
         // Launch k goes to thread k % threads; each thread returns (k, buffer, per-launch dynamic words).
@@ -166,7 +179,11 @@ impl<'m> Materializer<'m> {
                             out.push((k, self.client.upload(device, element_type(p.ty.dtype)?, &dims, &[])?, None));
                             continue;
                         };
-                        let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
+                        let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words_async(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
+                        let dynamic = match dynamic {
+                            Some((b, up)) => { up.wait()?; Some(b) }
+                            None => None,
+                        };
                         let mut res = self.executables[l.program].execute_on(device, &[stat, dynamic.as_ref().unwrap_or(root)])?;
                         let buf = res.pop().ok_or_else(|| DeviceError::Internal(format!("program {} returned nothing", l.program)))?;
                         out.push((k, buf, dynamic));
@@ -194,14 +211,17 @@ impl<'m> Materializer<'m> {
         for s in &shards {
             s.buffer.wait_ready()?;
         }
+        root_upload.wait()?;
         drop((keep, root));
         Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards, enqueue })
     }
 }
 
-fn upload_words(client: &Client, device: &Device, words: &[u32]) -> Result<Buffer, DeviceError> {
+/// Starts uploading `words`; the buffer is usable at once, the [`Upload`] keeps the host copy
+/// until PJRT has read it.
+fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result<(Buffer, initc_pjrt::Upload), DeviceError> {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    Ok(client.upload(device, ElementType::U32, &[words.len() as i64], &bytes)?)
+    Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], bytes)?)
 }
 
 fn compile_all(client: &Client, plan: &DevicePlan, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {

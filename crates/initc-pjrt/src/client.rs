@@ -212,6 +212,27 @@ impl Client {
         Ok(Buffer { client: self.inner.clone(), raw: a.buffer })
     }
 
+    /// Starts copying `bytes` to `device` and returns at once: the buffer is usable right
+    /// away (computations wait for the transfer), and `bytes` stays alive inside the returned
+    /// [`Upload`] until PJRT is done reading it.
+    pub fn upload_async(&self, device: &Device, ty: ElementType, dims: &[i64], bytes: Vec<u8>) -> Result<(Buffer, Upload), PjrtError> {
+        let n: i64 = dims.iter().product();
+        if bytes.len() != n as usize * ty.size() {
+            return Err(PjrtError::Usage(format!("upload: {} bytes for {dims:?} {ty:?}", bytes.len())));
+        }
+        let mut a = sys::BufferFromHostBufferArgs::new();
+        a.client = self.inner.raw;
+        a.data = bytes.as_ptr() as *const _;
+        a.ty = ty.raw();
+        a.dims = dims.as_ptr();
+        a.num_dims = dims.len();
+        a.host_buffer_semantics = sys::HOST_BUFFER_IMMUTABLE_UNTIL_TRANSFER_COMPLETES;
+        a.device = device.raw;
+        self.plugin().call::<sys::ClientBufferFromHostBuffer>(&mut a)?;
+        let buf = Buffer { client: self.inner.clone(), raw: a.buffer };
+        Ok((buf, Upload { client: self.inner.clone(), event: a.done_with_host_buffer, bytes: Some(bytes) }))
+    }
+
     /// The device's allocator statistics.
     pub fn memory_stats(&self, device: &Device) -> Result<MemoryStats, PjrtError> {
         let mut a = sys::DeviceMemoryStatsArgs::new();
@@ -264,6 +285,37 @@ fn await_event(p: &Plugin, e: *mut sys::Event) -> Result<(), PjrtError> {
     let r = p.call::<sys::EventAwait>(&mut a);
     destroy_event(p, e);
     r
+}
+
+/// The host side of an [`Client::upload_async`]: holds the data until PJRT has read it.
+/// [`Upload::wait`] (or drop, which waits) releases it.
+pub struct Upload {
+    client: Arc<ClientInner>,
+    event: *mut sys::Event,
+    bytes: Option<Vec<u8>>,
+}
+
+// SAFETY: events may be awaited from any thread.
+unsafe impl Send for Upload {}
+
+impl Upload {
+    /// Waits until PJRT no longer reads the host data, then frees it.
+    pub fn wait(mut self) -> Result<(), PjrtError> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), PjrtError> {
+        let e = std::mem::replace(&mut self.event, std::ptr::null_mut());
+        let r = await_event(&self.client.plugin, e);
+        self.bytes = None;
+        r
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
 }
 
 /// A loaded executable.

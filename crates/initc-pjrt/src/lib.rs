@@ -16,7 +16,7 @@ mod options;
 mod plugin;
 mod sys;
 
-pub use client::{Buffer, Client, Device, ElementType, Executable, MemoryStats};
+pub use client::{Buffer, Client, Device, ElementType, Executable, MemoryStats, Upload};
 pub use discover::{discover, Discovery, PluginSource, ENV_VAR};
 pub use error::{ErrorCode, PjrtError};
 pub use options::CompileOptions;

@@ -178,6 +178,9 @@ pub const NAMED_BOOL: i32 = 4;
 
 /// `PJRT_HostBufferSemantics_kImmutableOnlyDuringCall`: PJRT copies the data before returning.
 pub const HOST_BUFFER_IMMUTABLE_ONLY_DURING_CALL: i32 = 0;
+/// `PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes`: the caller keeps the data
+/// until `done_with_host_buffer` fires; the call returns at once.
+pub const HOST_BUFFER_IMMUTABLE_UNTIL_TRANSFER_COMPLETES: i32 = 1;
 
 /// `PJRT_Buffer_Type` values initc uses.
 pub mod buffer_type {
