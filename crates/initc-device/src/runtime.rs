@@ -166,10 +166,10 @@ impl<'m> Materializer<'m> {
         let n = dl.launches.len();
         let threads = self.threads_per_device.min(n.max(1));
         // Launch k goes to thread k % threads; each thread returns (k, buffer, per-launch dynamic words).
-        let parts: Vec<Result<Vec<(usize, Buffer, Option<Buffer>)>, DeviceError>> = std::thread::scope(|s| {
+        let parts: Vec<Result<Vec<Launched>, DeviceError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|t| {
                 let (device, root) = (&device, &root);
-                s.spawn(move || -> Result<Vec<(usize, Buffer, Option<Buffer>)>, DeviceError> {
+                s.spawn(move || -> Result<Vec<Launched>, DeviceError> {
                     let mut out = Vec::with_capacity(n / threads + 1);
                     for k in (t..n).step_by(threads) {
                         let l = &dl.launches[k];
@@ -223,6 +223,9 @@ fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], bytes)?)
 }
+
+/// A launch's index, its output, and its per-launch dynamic words (kept until the end).
+type Launched = (usize, Buffer, Option<Buffer>);
 
 fn compile_all(client: &Client, plan: &DevicePlan, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(plan.programs.len().max(1));

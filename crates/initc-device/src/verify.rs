@@ -9,6 +9,7 @@
 //!   `u` differs by up to one ULP of `b - a`, which is many ULPs of a result near zero, and
 //!   `erf_inv` multiplies it by up to ~110 in a ±3σ truncated normal's tails (measured on an
 //!   H200: ≤ 28k ULP near 0, all within this bound).
+//!
 //! A bug (wrong key, counter, offset or distribution) moves elements by about the parameter's
 //! own scale, 2^16 times this tolerance. Bit-identity is expected against JAX on the same GPU,
 //! which `tools/device/jax_gpu_compare.py` checks.
@@ -122,7 +123,8 @@ fn compare(s: &Shard, mesh_device: u64, got: &[u8], want: &[u8]) -> ShardCheck {
         let u = ulp_distance(g, r);
         c.max_ulp = c.max_ulp.max(u);
         let tol = (F32_ULPS as f32 * ulp_of(r)).max(param_tol);
-        if !((g - r).abs() <= tol) {
+        let within = (g - r).abs() <= tol; // false for NaN
+        if !within {
             c.failing += 1;
             if c.first_failure.is_none() {
                 c.first_failure = Some((i as u64, g.into(), r.into()));

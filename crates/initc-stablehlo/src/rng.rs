@@ -119,7 +119,7 @@ impl Funcs {
     pub fn fold_in(&mut self) -> String {
         let key = tensor(&[2], "ui32");
         let s = tensor(&[], "ui32");
-        self.define("fold_in", &[key.clone(), s.clone()], &[key.clone()], |f, b, a| {
+        self.define("fold_in", &[key.clone(), s.clone()], std::slice::from_ref(&key), |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
             let zero = b.constant("0", &s);
             let tf = f.threefry(&[]);
@@ -136,7 +136,7 @@ impl Funcs {
     fn unit(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
         let name = format!("unit_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
-        self.define(&name, &[self.key_ty()], &[out.clone()], |f, b, a| {
+        self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
             let bits = f.bits(shape);
             let t32 = tensor(shape, "ui32");
             let y = b.call(&bits, &[&a[0]], &[t32.clone(), t32.clone()]);

@@ -9,6 +9,7 @@
 //! - `%arg1`, the dynamic words: the root key (`PRNGKey(seed)`), then any key the program
 //!   cannot derive from the root with `fold_in` ([`ShardProgram::dyn_keys`], computed on the
 //!   host). For the presets that is the root key alone, one upload per device and seed.
+//!
 //! Parameters with the same structure and local shape therefore get byte-identical text, so a
 //! model needs one compiled executable per distinct (initializer, dtype, local shape), however
 //! many layers it has, and no SPMD partitioner (hence no collective) is involved.
