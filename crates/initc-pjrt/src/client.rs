@@ -195,6 +195,14 @@ impl Client {
     /// Copies a dense row-major host array to `device`. PJRT has copied the data when this
     /// returns (`kImmutableOnlyDuringCall`); the transfer itself may still be in flight.
     pub fn upload(&self, device: &Device, ty: ElementType, dims: &[i64], bytes: &[u8]) -> Result<Buffer, PjrtError> {
+        let (buf, done) = self.from_host(device, ty, dims, bytes, sys::HOST_BUFFER_IMMUTABLE_ONLY_DURING_CALL)?;
+        destroy_event(self.plugin(), done);
+        Ok(buf)
+    }
+
+    /// `PJRT_Client_BufferFromHostBuffer` with `semantics`; returns the buffer and the
+    /// `done_with_host_buffer` event (possibly null).
+    fn from_host(&self, device: &Device, ty: ElementType, dims: &[i64], bytes: &[u8], semantics: i32) -> Result<(Buffer, *mut sys::Event), PjrtError> {
         let n: i64 = dims.iter().product();
         if bytes.len() != n as usize * ty.size() {
             return Err(PjrtError::Usage(format!("upload: {} bytes for {dims:?} {ty:?}", bytes.len())));
@@ -205,32 +213,18 @@ impl Client {
         a.ty = ty.raw();
         a.dims = dims.as_ptr();
         a.num_dims = dims.len();
-        a.host_buffer_semantics = sys::HOST_BUFFER_IMMUTABLE_ONLY_DURING_CALL;
+        a.host_buffer_semantics = semantics;
         a.device = device.raw;
         self.plugin().call::<sys::ClientBufferFromHostBuffer>(&mut a)?;
-        destroy_event(self.plugin(), a.done_with_host_buffer);
-        Ok(Buffer { client: self.inner.clone(), raw: a.buffer })
+        Ok((Buffer { client: self.inner.clone(), raw: a.buffer }, a.done_with_host_buffer))
     }
 
     /// Starts copying `bytes` to `device` and returns at once: the buffer is usable right
     /// away (computations wait for the transfer), and `bytes` stays alive inside the returned
     /// [`Upload`] until PJRT is done reading it.
     pub fn upload_async(&self, device: &Device, ty: ElementType, dims: &[i64], bytes: Vec<u8>) -> Result<(Buffer, Upload), PjrtError> {
-        let n: i64 = dims.iter().product();
-        if bytes.len() != n as usize * ty.size() {
-            return Err(PjrtError::Usage(format!("upload: {} bytes for {dims:?} {ty:?}", bytes.len())));
-        }
-        let mut a = sys::BufferFromHostBufferArgs::new();
-        a.client = self.inner.raw;
-        a.data = bytes.as_ptr() as *const _;
-        a.ty = ty.raw();
-        a.dims = dims.as_ptr();
-        a.num_dims = dims.len();
-        a.host_buffer_semantics = sys::HOST_BUFFER_IMMUTABLE_UNTIL_TRANSFER_COMPLETES;
-        a.device = device.raw;
-        self.plugin().call::<sys::ClientBufferFromHostBuffer>(&mut a)?;
-        let buf = Buffer { client: self.inner.clone(), raw: a.buffer };
-        Ok((buf, Upload { client: self.inner.clone(), event: a.done_with_host_buffer, bytes: Some(bytes) }))
+        let (buf, event) = self.from_host(device, ty, dims, &bytes, sys::HOST_BUFFER_IMMUTABLE_UNTIL_TRANSFER_COMPLETES)?;
+        Ok((buf, Upload { client: self.inner.clone(), event, bytes: Some(bytes) }))
     }
 
     /// The device's allocator statistics.
