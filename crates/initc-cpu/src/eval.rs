@@ -77,22 +77,18 @@ impl<'m> Evaluator<'m> {
         for p in &m.params {
             uses[p.value.index()] += 1;
         }
-        let mut seeded = vec![false; m.nodes.len()];
-        for (i, n) in m.nodes.iter().enumerate() {
-            seeded[i] = matches!(n.op, Op::Seed) || n.op.operands().iter().any(|v| seeded[v.index()]);
-        }
-        Evaluator { m, seed, root: rng::prng_key(seed), uses, seeded }
+        Evaluator { m, seed, root: rng::prng_key(seed), uses, seeded: m.seed_dependent() }
     }
 
     /// The value of a seed-independent f32 node that is one scalar broadcast (a constant to XLA).
     fn const_f32(&self, v: Value) -> Option<f32> {
         let n = self.m.node(v);
-        if self.seeded[v.index()] || n.ty.dtype != DType::F32 {
+        if self.seeded[v.index()] || n.ty.dtype != DType::F32 || !self.m.is_splat(v) {
             return None;
         }
         let scalar = match &n.op {
             Op::Full { value } => return Some(value.get() as f32),
-            Op::Broadcast { x, .. } if self.m.ty(*x).numel() == Some(1) => *x,
+            Op::Broadcast { x, .. } => *x,
             _ => return None,
         };
         match self.eval(scalar, &Idx::Run { start: 0, len: 1 }) {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use initc_cpu::Evaluator;
 use initc_ir::{DType, Module};
 use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable};
+use rayon::prelude::*;
 
 use crate::plan::DevicePlan;
 use crate::{pack, DeviceError};
@@ -179,11 +180,7 @@ impl<'m> Materializer<'m> {
                             out.push((k, self.client.upload(device, element_type(p.ty.dtype)?, &dims, &[])?, None));
                             continue;
                         };
-                        let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words_async(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
-                        let dynamic = match dynamic {
-                            Some((b, up)) => { up.wait()?; Some(b) }
-                            None => None,
-                        };
+                        let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
                         let mut res = self.executables[l.program].execute_on(device, &[stat, dynamic.as_ref().unwrap_or(root)])?;
                         let buf = res.pop().ok_or_else(|| DeviceError::Internal(format!("program {} returned nothing", l.program)))?;
                         out.push((k, buf, dynamic));
@@ -217,34 +214,30 @@ impl<'m> Materializer<'m> {
     }
 }
 
-/// Starts uploading `words`; the buffer is usable at once, the [`Upload`] keeps the host copy
-/// until PJRT has read it.
+fn le_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Uploads `words` (PJRT has copied them when this returns).
+fn upload_words(client: &Client, device: &Device, words: &[u32]) -> Result<Buffer, DeviceError> {
+    Ok(client.upload(device, ElementType::U32, &[words.len() as i64], &le_bytes(words))?)
+}
+
+/// Starts uploading `words`; the buffer is usable at once, the [`initc_pjrt::Upload`] keeps
+/// the host copy until PJRT has read it.
 fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result<(Buffer, initc_pjrt::Upload), DeviceError> {
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], bytes)?)
+    Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], le_bytes(words))?)
 }
 
 /// A launch's index, its output, and its per-launch dynamic words (kept until the end).
 type Launched = (usize, Buffer, Option<Buffer>);
 
+/// Compiles every program, in parallel (PJRT compiles are thread-safe).
 fn compile_all(client: &Client, plan: &DevicePlan, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(plan.programs.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<Result<Executable, DeviceError>>> = (0..plan.programs.len()).map(|_| None).collect();
-    let results = std::sync::Mutex::new(&mut slots);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(p) = plan.programs.get(i) else { break };
-                let r = client.compile(p.text.as_bytes(), options).map_err(|e| DeviceError::Compile { program: p.summary.clone(), source: e });
-                if let Ok(mut g) = results.lock() {
-                    g[i] = Some(r);
-                }
-            });
-        }
-    });
-    slots.into_iter().map(|r| r.unwrap_or_else(|| Err(DeviceError::Internal("a compile thread panicked".into())))).collect()
+    plan.programs
+        .par_iter()
+        .map(|p| client.compile(p.text.as_bytes(), options).map_err(|e| DeviceError::Compile { program: p.summary.clone(), source: e }))
+        .collect()
 }
 
 pub fn element_type(d: DType) -> Result<ElementType, DeviceError> {

@@ -78,4 +78,22 @@ impl Module {
             .map(|p| p.ty.numel().unwrap_or(u64::MAX).saturating_mul(p.ty.dtype.size_bytes()))
             .fold(0, u64::saturating_add)
     }
+
+    /// Whether each node depends on the seed (the others are compile-time constants to XLA).
+    pub fn seed_dependent(&self) -> Vec<bool> {
+        let mut s = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            s[i] = matches!(n.op, Op::Seed) || n.op.operands().iter().any(|v| s[v.index()]);
+        }
+        s
+    }
+
+    /// Whether `v` is one scalar broadcast: a `full`, or a `broadcast` of a one-element array.
+    pub fn is_splat(&self, v: Value) -> bool {
+        match self.node(v).op {
+            Op::Full { .. } => true,
+            Op::Broadcast { x, .. } => self.ty(x).numel() == Some(1),
+            _ => false,
+        }
+    }
 }

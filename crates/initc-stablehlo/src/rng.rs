@@ -23,7 +23,7 @@ pub(crate) struct Funcs {
     /// `Some(global)`: the program computes one shard; keys are `tensor<4xui32>` =
     /// `[k0, k1, base_hi, base_lo]` and an element's counter is `base + Σ iota_d·strides[d]`,
     /// its flat index in the global array.
-    pub shard_strides: Option<Global>,
+    pub shard: Option<Global>,
 }
 
 impl Funcs {
@@ -38,17 +38,17 @@ impl Funcs {
         for d in (0..global.len().saturating_sub(1)).rev() {
             strides[d] = strides[d + 1] * global[d + 1];
         }
-        Funcs { shard_strides: Some(Global { strides, numel: global.iter().product() }), ..Funcs::default() }
+        Funcs { shard: Some(Global { strides, numel: global.iter().product() }), ..Funcs::default() }
     }
 
     /// The key operand's type: key data, plus the shard's counter base in shard mode.
     pub fn key_ty(&self) -> String {
-        tensor(&[if self.shard_strides.is_some() { 4 } else { 2 }], "ui32")
+        tensor(&[if self.shard.is_some() { 4 } else { 2 }], "ui32")
     }
 
     /// Function-name suffix distinguishing shard-mode variants.
     fn mode_tag(&self) -> String {
-        match &self.shard_strides {
+        match &self.shard {
             None => String::new(),
             Some(g) => format!("_g{}", shape_tag(&g.strides)),
         }
@@ -102,7 +102,7 @@ impl Funcs {
         let t = tensor(shape, "ui32");
         let key = self.key_ty();
         let name = format!("bits_{}{}", shape_tag(shape), self.mode_tag());
-        let global = self.shard_strides.clone();
+        let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
             let (hi, lo) = match &global {

@@ -28,7 +28,7 @@ use initc_shard::Region;
 
 use crate::emit::{binary_name, compare_attr, unary_name};
 use crate::rng::{truncated_consts, uniform_consts, Funcs};
-use crate::text::{elem, i64_array, quote, tensor, Body, Val};
+use crate::text::{elem, i64_array, tensor, Body, Val};
 use crate::LowerError;
 
 /// A group of words in the packed argument, in order.
@@ -90,17 +90,17 @@ impl ShardProgram {
 pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
     let p = &m.params[param];
     let global = p.ty.shape.clone();
+    // No locations: identical programs must have identical text.
     let mut e = Emitter {
         m,
         fqn: &p.fqn,
         global: &global,
         local: &region.shape,
-        seeded: seeded(m),
+        seeded: m.seed_dependent(),
         funcs: Funcs::shard(&global),
         body: Body::new("shard"),
         slots: vec![Slot::Base],
         values: Vec::new(),
-        reads: Vec::new(),
         keys: HashMap::new(),
         keys2: HashMap::new(),
         dyn_keys: Vec::new(),
@@ -114,15 +114,6 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
     let out = e.get(p.value)?;
     e.body.ret(&[&out]);
     Ok(e.finish(&p.ty.dtype, out))
-}
-
-/// Whether each node depends on the seed.
-fn seeded(m: &Module) -> Vec<bool> {
-    let mut s = vec![false; m.nodes.len()];
-    for (i, n) in m.nodes.iter().enumerate() {
-        s[i] = matches!(n.op, Op::Seed) || n.op.operands().iter().any(|v| s[v.index()]);
-    }
-    s
 }
 
 /// The nodes `v` depends on (itself included), ascending (= topological).
@@ -147,8 +138,6 @@ struct Emitter<'a> {
     body: Body,
     slots: Vec<Slot>,
     values: Vec<HostValue>,
-    /// `(first word, words)` of each slot after `Base`, as read in the body.
-    reads: Vec<(usize, usize)>,
     /// Shard-mode key (`tensor<4xui32>`) per key node.
     keys: HashMap<Value, Val>,
     /// Key data (`tensor<2xui32>`) per key node.
@@ -182,7 +171,6 @@ impl Emitter<'_> {
 
     /// `%arg0[start .. start + n]` as a `tensor<nxui32>`.
     fn words(&mut self, start: usize, n: usize) -> Val {
-        self.reads.push((start, n));
         self.slice_of("%arg0", "ARG0", start, n)
     }
 
@@ -283,16 +271,15 @@ impl Emitter<'_> {
         if self.seeded[v.index()] || n.ty.dtype == DType::Key {
             return false;
         }
-        n.ty.numel() == Some(1) || matches!(n.op, Op::Full { .. }) || matches!(n.op, Op::Broadcast { x, .. } if self.m.ty(x).numel() == Some(1))
+        n.ty.numel() == Some(1) || self.m.is_splat(v)
     }
 
     /// `mul(normal_f32, c)` with a constant f32 splat `c` (the CPU engine's
     /// `reassociated_normal`): returns (normal's key, c).
     fn reassociated_normal(&self, a: Value, b: Value) -> Option<(Value, Value)> {
         for (n, c) in [(a, b), (b, a)] {
-            let splat = matches!(self.m.node(c).op, Op::Full { .. }) || matches!(self.m.node(c).op, Op::Broadcast { x, .. } if self.m.ty(x).numel() == Some(1));
             if let Op::Normal { key } = self.m.node(n).op
-                && self.m.ty(n).dtype == DType::F32 && self.m.ty(c).dtype == DType::F32 && splat && !self.seeded[c.index()] {
+                && self.m.ty(n).dtype == DType::F32 && self.m.ty(c).dtype == DType::F32 && self.m.is_splat(c) && !self.seeded[c.index()] {
                     return Some((key, c));
                 }
         }
@@ -438,7 +425,6 @@ impl Emitter<'_> {
         text.push_str("}\n");
         self.ops.dedup();
         let summary = format!("{} {}{:?}", self.ops.join("·"), elem(*dt), self.local);
-        let _ = quote; // locations are left out so that identical programs have identical text
         ShardProgram { text, slots: self.slots, values: self.values, dyn_keys: self.dyn_keys, shape: self.local.to_vec(), dtype: *dt, summary }
     }
 }
