@@ -101,14 +101,8 @@ impl<'m> Evaluator<'m> {
     /// `(sqrt2 * erf_inv(u)) * c` into `erf_inv(u) * f32(sqrt2 * c)`. Returns the normal's key
     /// and the folded factor.
     fn reassociated_normal(&self, mul: Value) -> Option<(Value, f32)> {
-        let Op::Binary { op: initc_ir::BinaryOp::Mul, a, b } = self.m.node(mul).op else { return None };
-        for (n, c) in [(a, b), (b, a)] {
-            if let (Op::Normal { key }, DType::F32) = (&self.m.node(n).op, self.m.ty(n).dtype)
-                && let Some(c) = self.const_f32(c) {
-                    return Some((*key, rng::SQRT2_F32 * c));
-                }
-        }
-        None
+        let (key, c) = self.m.normal_times_constant(mul, &self.seeded)?;
+        Some((key, rng::SQRT2_F32 * self.const_f32(c)?))
     }
 
     fn erf_inv_of_normal(&self, key: Value, idx: &Idx) -> Vec<f32> {

@@ -88,6 +88,18 @@ impl Module {
         s
     }
 
+    /// `mul(normal, c)` in f32 with `c` a seed-independent f32 splat (`seeded` from
+    /// [`Module::seed_dependent`]): returns the normal's key and `c`. XLA (under jit) rewrites
+    /// it into `erf_inv(u) * f32(sqrt2 * c)`, which changes bits, so every backend must spell it
+    /// the same way.
+    pub fn normal_times_constant(&self, mul: Value, seeded: &[bool]) -> Option<(Value, Value)> {
+        let Op::Binary { op: crate::BinaryOp::Mul, a, b } = self.node(mul).op else { return None };
+        [(a, b), (b, a)].into_iter().find_map(|(n, c)| match self.node(n).op {
+            Op::Normal { key } if self.ty(n).dtype == crate::DType::F32 && self.ty(c).dtype == crate::DType::F32 && self.is_splat(c) && !seeded[c.index()] => Some((key, c)),
+            _ => None,
+        })
+    }
+
     /// Whether `v` is one scalar broadcast: a `full`, or a `broadcast` of a one-element array.
     pub fn is_splat(&self, v: Value) -> bool {
         match self.node(v).op {

@@ -274,18 +274,6 @@ impl Emitter<'_> {
         n.ty.numel() == Some(1) || self.m.is_splat(v)
     }
 
-    /// `mul(normal_f32, c)` with a constant f32 splat `c` (the CPU engine's
-    /// `reassociated_normal`): returns (normal's key, c).
-    fn reassociated_normal(&self, a: Value, b: Value) -> Option<(Value, Value)> {
-        for (n, c) in [(a, b), (b, a)] {
-            if let Op::Normal { key } = self.m.node(n).op
-                && self.m.ty(n).dtype == DType::F32 && self.m.ty(c).dtype == DType::F32 && self.m.is_splat(c) && !self.seeded[c.index()] {
-                    return Some((key, c));
-                }
-        }
-        None
-    }
-
     fn local_ty(&self, dt: DType) -> String {
         tensor(self.local, elem(dt))
     }
@@ -357,8 +345,8 @@ impl Emitter<'_> {
                     }
                 }
             }
-            Op::Binary { op: BinaryOp::Mul, a, b } if self.reassociated_normal(a, b).is_some() => {
-                let (key, c) = self.reassociated_normal(a, b).ok_or(LowerError::Internal("pattern".into()))?;
+            Op::Binary { op: BinaryOp::Mul, .. } if self.m.normal_times_constant(v, &self.seeded).is_some() => {
+                let (key, c) = self.m.normal_times_constant(v, &self.seeded).ok_or(LowerError::Internal("pattern".into()))?;
                 let k = self.key(key)?;
                 let f = self.funcs.normal_erf_inv(dt, &local);
                 let e = self.body.call(&f, &[&k], std::slice::from_ref(&out)).remove(0);
