@@ -28,10 +28,16 @@ pub struct VerifyArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// RNG mode, replacing [rng] mode (`jax` or `fast`).
+    #[arg(long, value_name = "MODE", value_parser = crate::input::parse_rng)]
+    pub rng: Option<initc_ir::RngMode>,
 }
 
 pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
-    let loaded = load(&args.input)?;
+    let mut loaded = load(&args.input)?;
+    if let Some(r) = args.rng {
+        loaded.module.rng = r;
+    }
     let mut reference = loaded.module.clone();
     initc_shard::unshard(&mut reference);
     let meshes: Vec<Option<&Mesh>> = if args.mesh.is_empty() { vec![None] } else { args.mesh.iter().map(Some).collect() };

@@ -111,6 +111,14 @@ impl<'m> Evaluator<'m> {
         e
     }
 
+    /// The module's counter-to-bits scheme.
+    fn mode(&self) -> rng::Mode {
+        match self.m.rng {
+            initc_ir::RngMode::Jax => rng::Mode::Jax,
+            initc_ir::RngMode::Fast => rng::Mode::Fast,
+        }
+    }
+
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -219,7 +227,7 @@ impl<'m> Evaluator<'m> {
             return Buf::U64(out);
         }
         let mut out = vec![0u32; idx.len()];
-        rng::bits32(key, idx.as_rng(), &mut out);
+        rng::bits32(self.mode(), u32::from(width), key, idx.as_rng(), &mut out);
         match width {
             8 => Buf::U8(out.into_iter().map(|x| x as u8).collect()),
             16 => Buf::U16(out.into_iter().map(|x| x as u16).collect()),
@@ -238,12 +246,12 @@ impl<'m> Evaluator<'m> {
             DType::BF16 | DType::F16 => {
                 let h = half_of(ty.dtype).unwrap_or(rng::Half::BF16);
                 let mut out = vec![0u16; n];
-                rng::uniform_half_bits(h, key, idx.as_rng(), min, max, &mut out);
+                rng::uniform_half_bits(self.mode(), h, key, idx.as_rng(), min, max, &mut out);
                 Buf::Half(h, out)
             }
             _ => {
                 let mut out = vec![0f32; n];
-                rng::uniform_f32(key, idx.as_rng(), min, max, &mut out);
+                rng::uniform_f32(self.mode(), key, idx.as_rng(), min, max, &mut out);
                 Buf::F32(out)
             }
         }
@@ -253,12 +261,12 @@ impl<'m> Evaluator<'m> {
         match half_of(ty.dtype) {
             Some(h) => {
                 let mut out = vec![0u16; idx.len()];
-                rng::normal_half_bits(h, key, idx.as_rng(), &mut out);
+                rng::normal_half_bits(self.mode(), h, key, idx.as_rng(), &mut out);
                 Buf::Half(h, out)
             }
             None => {
                 let mut out = vec![0f32; idx.len()];
-                rng::normal_f32(key, idx.as_rng(), &mut out);
+                rng::normal_f32(self.mode(), key, idx.as_rng(), &mut out);
                 Buf::F32(out)
             }
         }
@@ -268,12 +276,12 @@ impl<'m> Evaluator<'m> {
         match half_of(ty.dtype) {
             Some(h) => {
                 let mut out = vec![0u16; idx.len()];
-                rng::truncated_normal_half_bits(h, key, idx.as_rng(), lower, upper, &mut out);
+                rng::truncated_normal_half_bits(self.mode(), h, key, idx.as_rng(), lower, upper, &mut out);
                 Buf::Half(h, out)
             }
             None => {
                 let mut out = vec![0f32; idx.len()];
-                rng::truncated_normal_f32(key, idx.as_rng(), &TruncBounds::new(lower, upper), &mut out);
+                rng::truncated_normal_f32(self.mode(), key, idx.as_rng(), &TruncBounds::new(lower, upper), &mut out);
                 Buf::F32(out)
             }
         }

@@ -63,7 +63,7 @@ fn flax_and_jax_initializers_match_jax_bit_for_bit() {
         if let Some(c) = eager_normal_factor {
             let n_el = want.len();
             let mut z = vec![0f32; n_el];
-            initc_rng::normal_f32([0, 0], initc_rng::Indices::Run { start: 0, len: n_el }, &mut z);
+            initc_rng::normal_f32(initc_rng::Mode::Jax, [0, 0], initc_rng::Indices::Run { start: 0, len: n_el }, &mut z);
             let eager: Vec<u64> = z.iter().map(|v| u64::from((v * c).to_bits())).collect();
             assert_eq!(eager, want, "{name}: golden vs eager op order");
             let mut e = vec![0f32; n_el];
@@ -108,7 +108,7 @@ fn shape_ops_compute_what_they_say() {
     // Recompute from the uniform draw directly.
     let key = initc_rng::fold_in(initc_rng::prng_key(3), initc_frontend::fqn_fold_data("x"));
     let mut u = vec![0f32; 24];
-    initc_rng::uniform_f32(key, initc_rng::Indices::Run { start: 0, len: 24 }, -1.0, 1.0, &mut u);
+    initc_rng::uniform_f32(initc_rng::Mode::Jax, key, initc_rng::Indices::Run { start: 0, len: 24 }, -1.0, 1.0, &mut u);
     for r in 0..5usize {
         for c in 0..5usize {
             let (gr, gc) = (r + 1, c + 1); // slice offset

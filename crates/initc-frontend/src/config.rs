@@ -106,6 +106,7 @@ pub(crate) struct Root {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RngSection {
     pub seed: Option<Spanned<i64>>,
+    pub mode: Option<Spanned<String>>,
 }
 
 type SInt = Option<Spanned<i64>>;

@@ -55,6 +55,11 @@ impl Tracer {
         self.b.set_seed(seed);
     }
 
+    /// The counter-to-bits scheme of every random op ([`initc_ir::RngMode`]).
+    pub fn set_rng_mode(&mut self, mode: initc_ir::RngMode) {
+        self.b.set_rng_mode(mode);
+    }
+
     /// The key `PRNGKey(seed)` of the runtime seed.
     pub fn root_key(&self) -> Tensor {
         self.seed

@@ -31,6 +31,10 @@ impl Builder {
         self.module.seed = seed;
     }
 
+    pub fn set_rng_mode(&mut self, mode: crate::RngMode) {
+        self.module.rng = mode;
+    }
+
     /// Checks `op : ty` against the nodes already built and appends it (or returns the
     /// identical node built before).
     pub fn push(&mut self, op: Op, ty: Type) -> Result<Value, NodeError> {

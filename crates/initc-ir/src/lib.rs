@@ -24,7 +24,7 @@ mod verify;
 
 pub use builder::Builder;
 pub use compact::{compact, Changed};
-pub use module::{Module, Node, Param};
+pub use module::{Module, Node, Param, RngMode};
 pub use op::{BinaryOp, CmpDir, Op, UnaryOp, Value, F64};
 pub use parse::{parse, ParseError, ParseErrorKind};
 pub use print::quote;

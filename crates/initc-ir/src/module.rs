@@ -28,6 +28,32 @@ pub struct Param {
     pub sharding: Option<Sharding>,
 }
 
+/// How random ops turn counters into bits (README "RNG modes").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RngMode {
+    /// `jax.random` bit for bit: one threefry2x32 per element, `bits = y0 ^ y1` (RNG_SPEC).
+    #[default]
+    Jax,
+    /// initc's packed stream: one threefry2x32 of group counter `g = i / L` feeds `L = 64 / w`
+    /// consecutive elements of width `w` (the 64 bits `y0 | y1 << 32`, lane `i % L` from the
+    /// low end); f32 `normal` is Box-Muller on each group's two words. Still a pure function of
+    /// (key, global flat index), so sharding-invariant, but not `jax.random`'s values.
+    Fast,
+}
+
+impl RngMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RngMode::Jax => "jax",
+            RngMode::Fast => "fast",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<RngMode> {
+        [RngMode::Jax, RngMode::Fast].into_iter().find(|m| m.name() == s)
+    }
+}
+
 /// An init program. Invariant (checked by [`crate::verify`]): every operand refers to an
 /// earlier node, so `nodes` is in topological order and one forward sweep evaluates it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +61,8 @@ pub struct Module {
     pub name: String,
     /// Default seed (a runtime input; `--seed` overrides it).
     pub seed: u64,
+    /// The counter-to-bits scheme of every random op.
+    pub rng: RngMode,
     pub nodes: Vec<Node>,
     pub params: Vec<Param>,
     /// The device mesh the shardings refer to; `None` for an unsharded program.
@@ -93,6 +121,9 @@ impl Module {
     /// it into `erf_inv(u) * f32(sqrt2 * c)`, which changes bits, so every backend must spell it
     /// the same way.
     pub fn normal_times_constant(&self, mul: Value, seeded: &[bool]) -> Option<(Value, Value)> {
+        if self.rng != RngMode::Jax {
+            return None; // the rewrite is XLA's fold of JAX's erf_inv form
+        }
         let Op::Binary { op: crate::BinaryOp::Mul, a, b } = self.node(mul).op else { return None };
         [(a, b), (b, a)].into_iter().find_map(|(n, c)| match self.node(n).op {
             Op::Normal { key } if self.ty(n).dtype == crate::DType::F32 && self.ty(c).dtype == crate::DType::F32 && self.is_splat(c) && !seeded[c.index()] => Some((key, c)),

@@ -283,7 +283,17 @@ impl<'a> Cursor<'a> {
         let name = self.string_tok("a quoted module name")?;
         self.attr("seed")?;
         let seed = self.uint("a u64 seed")?;
-        Ok(Module { name, seed, ..Module::default() })
+        let mut rng = crate::RngMode::Jax;
+        let save = self.pos;
+        match self.next()? {
+            (Tok::Ident(s), _) if s == "rng" => {
+                self.expect_punct('=', "`=`")?;
+                let (v, c) = self.ident("`jax` or `fast`")?;
+                rng = crate::RngMode::from_name(&v).ok_or_else(|| self.err(c, ParseErrorKind::Expected { expected: "`jax` or `fast`", found: format!("`{v}`") }))?;
+            }
+            _ => self.pos = save,
+        }
+        Ok(Module { name, seed, rng, ..Module::default() })
     }
 
     fn statement(&mut self, m: &mut Module) -> Result<(), ParseError> {

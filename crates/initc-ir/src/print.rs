@@ -20,7 +20,11 @@ use crate::op::Op;
 
 impl fmt::Display for Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "module {} seed={}", quote(&self.name), self.seed)?;
+        write!(f, "module {} seed={}", quote(&self.name), self.seed)?;
+        if self.rng != crate::RngMode::Jax {
+            write!(f, " rng={}", self.rng.name())?;
+        }
+        writeln!(f)?;
         if let Some(mesh) = &self.mesh {
             let uneven = if mesh.uneven == crate::Uneven::Pad { " uneven=pad" } else { "" };
             writeln!(f, "mesh [{mesh}]{uneven}")?;

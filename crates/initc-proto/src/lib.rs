@@ -21,6 +21,8 @@ pub enum ProtoError {
     Mesh(initc_ir::MeshError),
     #[error("{0}")]
     Verify(#[from] initc_ir::VerifyError),
+    #[error("unknown rng mode `{0}` (jax or fast)")]
+    RngMode(String),
 }
 
 /// Encodes a module as protobuf bytes.
@@ -31,7 +33,11 @@ pub fn encode(m: &Module) -> Vec<u8> {
 /// Decodes and verifies a module.
 pub fn decode(bytes: &[u8]) -> Result<Module, ProtoError> {
     let pm = pb::Module::decode(bytes)?;
-    let mut m = Module { name: pm.name, seed: pm.seed, ..Module::default() };
+    let rng = match pm.rng.as_str() {
+        "" => initc_ir::RngMode::Jax,
+        s => initc_ir::RngMode::from_name(s).ok_or_else(|| ProtoError::RngMode(s.to_string()))?,
+    };
+    let mut m = Module { name: pm.name, seed: pm.seed, rng, ..Module::default() };
     for (i, n) in pm.nodes.into_iter().enumerate() {
         let err = |what: String| ProtoError::Node { node: i, what };
         let ty = from_type(n.r#type.as_ref()).map_err(err)?;
@@ -65,6 +71,7 @@ fn to_pb(m: &Module) -> pb::Module {
     pb::Module {
         name: m.name.clone(),
         seed: m.seed,
+        rng: if m.rng == initc_ir::RngMode::Jax { String::new() } else { m.rng.name().to_string() },
         nodes: m.nodes.iter().map(|n| pb::Node { r#type: Some(to_type(&n.ty)), op: Some(to_op(&n.op)) }).collect(),
         params: m
             .params

@@ -73,6 +73,71 @@ impl Half {
     }
 }
 
+/// How counters become bits (mirrors `initc_ir::RngMode`; README "RNG modes").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `jax.random`: element `i` is `y0 ^ y1` of threefry(counter `i`), low bits for narrow types.
+    #[default]
+    Jax,
+    /// Packed: threefry(counter `g = i / L`) feeds `L = 64 / w` elements of width `w`; element
+    /// `i` is lane `i % L` of `y0 | y1 << 32`, counted from the low end.
+    Fast,
+}
+
+/// Lanes per threefry block in fast mode for values of `width` bits.
+pub fn fast_lanes(width: u32) -> u64 {
+    64 / u64::from(width.clamp(8, 64))
+}
+
+/// Lane `j` (width `w` bits) of the 64-bit block `y0 | y1 << 32`.
+#[inline(always)]
+fn lane(y0: u32, y1: u32, w: u32, j: u64) -> u32 {
+    let word = u64::from(y0) | (u64::from(y1) << 32);
+    let mask = if w >= 32 { u64::from(u32::MAX) } else { (1u64 << w) - 1 };
+    ((word >> (u64::from(w) * j)) & mask) as u32
+}
+
+/// Per-element random words of `width` (8, 16 or 32) bits in `mode`, zero-extended into `out`
+/// (Jax mode: the full `y0 ^ y1`; the caller keeps the low bits, as JAX does).
+#[inline(always)]
+fn stream_bits(mode: Mode, width: u32, key: Key, idx: Indices, out: &mut [u32]) {
+    match mode {
+        Mode::Jax => xor_bits(key, idx, out),
+        Mode::Fast => {
+            let l = fast_lanes(width);
+            for_blocks(key, idx, l, |j, lane_no, y0, y1| out[j] = lane(y0, y1, width, lane_no));
+        }
+    }
+}
+
+/// Calls `emit(j, lane, y0, y1)` for output `j` with the threefry block of its group
+/// `idx[j] / lanes` (each block is computed once per run of consecutive indices).
+#[inline(always)]
+fn for_blocks(key: Key, idx: Indices, lanes: u64, mut emit: impl FnMut(usize, u64, u32, u32)) {
+    match idx {
+        Indices::Run { start, len } => {
+            if len == 0 {
+                return;
+            }
+            let g0 = start / lanes;
+            let g1 = (start + len as u64 - 1) / lanes;
+            for_run(key, g0, (g1 - g0 + 1) as usize, |gj, y0, y1| {
+                let g = g0 + gj as u64;
+                for l in 0..lanes {
+                    let i = g * lanes + l;
+                    if i >= start && i < start + len as u64 {
+                        emit((i - start) as usize, l, y0, y1);
+                    }
+                }
+            });
+        }
+        Indices::List(list) => {
+            let groups: Vec<u64> = list.iter().map(|i| i / lanes).collect();
+            for_list(key, &groups, |j, y0, y1| emit(j, list[j] % lanes, y0, y1));
+        }
+    }
+}
+
 #[inline(always)]
 fn xor_bits(key: Key, idx: Indices, out: &mut [u32]) {
     match idx {
@@ -102,8 +167,9 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-    /// `jax.random.bits(key, shape, uint32)` (also the source of 8/16-bit bits: low bits).
-    pub fn bits32(key: Key, idx: Indices, out: &mut [u32]) { xor_bits(key, idx, out) }
+    /// `random_bits(key, shape, uint<width>)` for width 8, 16 or 32, zero-extended (Jax mode:
+    /// `y0 ^ y1`, whose low bits JAX keeps for narrow widths).
+    pub fn bits32(mode: Mode, width: u32, key: Key, idx: Indices, out: &mut [u32]) { stream_bits(mode, width, key, idx, out) }
 }
 
 multiversion! {
@@ -131,10 +197,10 @@ fn f32_bounds(min: f64, max: f64) -> (f32, f32) {
 
 multiversion! {
     /// `jax.random.uniform(key, shape, float32, min, max)` as XLA:CPU computes it.
-    pub fn uniform_f32(key: Key, idx: Indices, min: f64, max: f64, out: &mut [f32]) {
+    pub fn uniform_f32(mode: Mode, key: Key, idx: Indices, min: f64, max: f64, out: &mut [f32]) {
         let (lo, scale) = f32_bounds(min, max);
         let bits: &mut [u32] = bytemuck_u32(out);
-        xor_bits(key, idx, bits);
+        stream_bits(mode, 32, key, idx, bits);
         for v in out.iter_mut() {
             *v = uniform_from_bits(v.to_bits(), lo, scale);
         }
@@ -148,7 +214,11 @@ pub const SQRT2_F32: f32 = std::f32::consts::SQRT_2;
 
 multiversion! {
     /// `jax.random.normal(key, shape, float32)` as XLA:CPU computes it.
-    pub fn normal_f32(key: Key, idx: Indices, out: &mut [f32]) {
+    pub fn normal_f32(mode: Mode, key: Key, idx: Indices, out: &mut [f32]) {
+        if mode == Mode::Fast {
+            for_blocks(key, idx, 2, |j, l, y0, y1| out[j] = box_muller(y0, y1)[l as usize]);
+            return;
+        }
         let scale = 1.0 - NORMAL_LO; // exactly 2.0
         xor_bits(key, idx, bytemuck_u32(out));
         for v in out.iter_mut() {
@@ -195,6 +265,53 @@ impl TruncBounds {
     pub fn with_ab(lower: f32, upper: f32, a: f32, b: f32) -> TruncBounds {
         TruncBounds { a, b, lo: next_up(lower), hi: next_down(upper) }
     }
+
+    /// Whether the bounds lie beyond [`BOX_MULLER_MAX`] on both sides, so that fast mode's
+    /// Box-Muller normal already satisfies them (the truncation is vacuous).
+    pub fn wide(&self) -> bool {
+        self.lo < -BOX_MULLER_MAX && self.hi > BOX_MULLER_MAX
+    }
+}
+
+/// Fast mode's Box-Muller never exceeds `sqrt(-2 ln 2^-24) = 5.77` in magnitude; truncated
+/// normals with both bounds beyond 6 are therefore plain normals.
+pub const BOX_MULLER_MAX: f32 = 6.0;
+
+/// The f32 constants of [`box_muller`]'s sin/cos polynomials on |a| <= pi/4 (Taylor, in this
+/// evaluation order; the shard-program emitter spells the same sequence).
+pub const BM_SIN: [f32; 4] = [-1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0];
+pub const BM_COS: [f32; 4] = [-0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40_320.0];
+
+/// Fast mode's normal pair from one threefry block, as XLA:CPU evaluates the emitted ops
+/// (single-use multiply-adds contracted to FMA):
+/// `u1 = ((y0 >> 8) + 1) * 2^-24` in (0, 1], `r = sqrt(-2 ln u1)`; the angle is quadrant
+/// `q = y1 >> 30` plus `phi = pi/4 + a`, `a = (((y1 >> 8) & 0x3FFFFF) * 2^-22 - 0.5) * pi/2`,
+/// with `sin a`, `cos a` from [`BM_SIN`]/[`BM_COS`] and `sin phi = (c + s)/sqrt2`,
+/// `cos phi = (c - s)/sqrt2`. Returns `[r cos theta, r sin theta]` (lanes 0 and 1).
+#[inline(always)]
+pub fn box_muller(y0: u32, y1: u32) -> [f32; 2] {
+    let u1 = ((y0 >> 8) + 1) as f32 * f32::from_bits(0x3380_0000); // 2^-24
+    let r = (-2.0f32 * xla_cpu::log(u1)).sqrt();
+    let d = (((y1 >> 8) & 0x3F_FFFF) as f32).mul_add(f32::from_bits(0x3480_0000), -0.5); // 2^-22
+    let a = d * std::f32::consts::FRAC_PI_2;
+    let a2 = a * a;
+    let mut ps = BM_SIN[3];
+    let mut pc = BM_COS[3];
+    for k in (0..3).rev() {
+        ps = ps.mul_add(a2, BM_SIN[k]);
+        pc = pc.mul_add(a2, BM_COS[k]);
+    }
+    let s = a * ps.mul_add(a2, 1.0);
+    let c = pc.mul_add(a2, 1.0);
+    let h = std::f32::consts::FRAC_1_SQRT_2;
+    let (sn, cs) = ((s + c) * h, (c - s) * h);
+    let (cz, sz) = match y1 >> 30 {
+        0 => (cs, sn),
+        1 => (-sn, cs),
+        2 => (-cs, -sn),
+        _ => (sn, -cs),
+    };
+    [r * cz, r * sz]
 }
 
 fn next_up(x: f32) -> f32 {
@@ -215,9 +332,13 @@ fn next_down(x: f32) -> f32 {
 
 multiversion! {
     /// `jax.random.truncated_normal(key, lower, upper, shape, float32)` given its bounds.
-    pub fn truncated_normal_f32(key: Key, idx: Indices, t: &TruncBounds, out: &mut [f32]) {
+    pub fn truncated_normal_f32(mode: Mode, key: Key, idx: Indices, t: &TruncBounds, out: &mut [f32]) {
+        if mode == Mode::Fast && t.wide() {
+            for_blocks(key, idx, 2, |j, l, y0, y1| out[j] = box_muller(y0, y1)[l as usize]);
+            return;
+        }
         let scale = t.b - t.a;
-        xor_bits(key, idx, bytemuck_u32(out));
+        stream_bits(mode, 32, key, idx, bytemuck_u32(out));
         for v in out.iter_mut() {
             let u = uniform_from_bits(v.to_bits(), t.a, scale);
             let z = SQRT2_F32 * xla_cpu::erf_inv(u);
@@ -249,11 +370,11 @@ fn uniform_half(h: Half, x: u32, lo: u16, scale: f32) -> u16 {
 }
 
 /// `jax.random.uniform` for bf16/f16 (bit patterns in `out`).
-pub fn uniform_half_bits(h: Half, key: Key, idx: Indices, min: f64, max: f64, out: &mut [u16]) {
+pub fn uniform_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, min: f64, max: f64, out: &mut [u16]) {
     let (lo, hi) = (h.from_f64(min), h.from_f64(max));
     let scale = h.to_f32(h.from_f32(h.to_f32(hi) - h.to_f32(lo)));
     let mut bits = vec![0u32; out.len()];
-    bits32(key, idx, &mut bits);
+    bits32(mode, 16, key, idx, &mut bits);
     for (o, &x) in out.iter_mut().zip(&bits) {
         *o = uniform_half(h, x, lo, scale);
     }
@@ -261,12 +382,12 @@ pub fn uniform_half_bits(h: Half, key: Key, idx: Indices, min: f64, max: f64, ou
 
 /// `jax.random.normal` for bf16/f16: u in the 16-bit type, erf_inv in f32 rounded to 16 bits,
 /// then multiplied by the 16-bit √2 and rounded again (RNG_SPEC §5).
-pub fn normal_half_bits(h: Half, key: Key, idx: Indices, out: &mut [u16]) {
+pub fn normal_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, out: &mut [u16]) {
     let lo = h.from_f32(-1.0) - 1; // nextafter(-1, 0): one step toward zero
     let scale = h.to_f32(h.from_f32(1.0 - h.to_f32(lo)));
     let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
     let mut bits = vec![0u32; out.len()];
-    bits32(key, idx, &mut bits);
+    bits32(mode, 16, key, idx, &mut bits);
     for (o, &x) in out.iter_mut().zip(&bits) {
         let u = h.to_f32(uniform_half(h, x, lo, scale));
         let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(u)));
@@ -306,12 +427,12 @@ impl HalfTruncBounds {
 
 /// `jax.random.truncated_normal` for bf16/f16 (see [`HalfTruncBounds`]). Checked against
 /// jax.jit by tools/oracle for bf16 (mlp example); f16 not yet.
-pub fn truncated_normal_half_bits(h: Half, key: Key, idx: Indices, lower: f64, upper: f64, out: &mut [u16]) {
+pub fn truncated_normal_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, lower: f64, upper: f64, out: &mut [u16]) {
     let t = HalfTruncBounds::new(h, lower, upper);
     let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
     let (scale, clo, chi) = (h.to_f32(t.scale), h.to_f32(t.lo), h.to_f32(t.hi));
     let mut bits = vec![0u32; out.len()];
-    bits32(key, idx, &mut bits);
+    bits32(mode, 16, key, idx, &mut bits);
     for (o, &x) in out.iter_mut().zip(&bits) {
         let uu = h.to_f32(uniform_half(h, x, t.a, scale));
         let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(uu)));

@@ -81,7 +81,7 @@ fn random_bits_all_widths() {
     for c in d["cases"].as_array().unwrap() {
         let n = numel(&c["shape"]);
         let mut b = vec![0u32; n];
-        bits32(key(&c["key"]), run(n), &mut b);
+        bits32(Mode::Jax, 32, key(&c["key"]), run(n), &mut b);
         let mask = match c["dtype"].as_str().unwrap() {
             "uint32" => 0xFFFF_FFFF,
             "uint16" => 0xFFFF,
@@ -107,7 +107,7 @@ fn uniform_f32_with_fma() {
     let d = load("uniform_f32.json");
     for c in d["cases"].as_array().unwrap() {
         let mut out = vec![0f32; numel(&c["shape"])];
-        uniform_f32(key(&c["key"]), run(out.len()), c["params"]["minval"].as_f64().unwrap(), c["params"]["maxval"].as_f64().unwrap(), &mut out);
+        uniform_f32(Mode::Jax, key(&c["key"]), run(out.len()), c["params"]["minval"].as_f64().unwrap(), c["params"]["maxval"].as_f64().unwrap(), &mut out);
         assert_eq!(f32_bits(&out), u64s(&c["bits"]), "{} {}", c["key_expr"], c["params"]);
     }
 }
@@ -118,7 +118,7 @@ fn normal_f32() {
     let mut n = 0;
     for c in d["cases"].as_array().unwrap() {
         let mut out = vec![0f32; numel(&c["shape"])];
-        initc_rng::normal_f32(key(&c["key"]), run(out.len()), &mut out);
+        initc_rng::normal_f32(Mode::Jax, key(&c["key"]), run(out.len()), &mut out);
         assert_eq!(f32_bits(&out), u64s(&c["bits"]), "{}", c["key_expr"]);
         n += 1;
     }
@@ -133,12 +133,12 @@ fn truncated_normal_f32_with_recorded_and_folded_bounds() {
         let a = f32::from_bits(c["a_bits"].as_u64().unwrap() as u32);
         let b = f32::from_bits(c["b_bits"].as_u64().unwrap() as u32);
         let mut out = vec![0f32; numel(&c["shape"])];
-        truncated_normal_f32(key(&c["key"]), run(out.len()), &TruncBounds::with_ab(lo as f32, hi as f32, a, b), &mut out);
+        truncated_normal_f32(Mode::Jax, key(&c["key"]), run(out.len()), &TruncBounds::with_ab(lo as f32, hi as f32, a, b), &mut out);
         assert_eq!(f32_bits(&out), u64s(&c["bits"]), "{} {}", c["key_expr"], c["params"]);
         // The documented host method must give the same bits wherever jax.jit did.
         if c["jit_with_constant_bounds_equal"].as_bool().unwrap() {
             let mut folded = vec![0f32; out.len()];
-            truncated_normal_f32(key(&c["key"]), run(out.len()), &TruncBounds::new(lo, hi), &mut folded);
+            truncated_normal_f32(Mode::Jax, key(&c["key"]), run(out.len()), &TruncBounds::new(lo, hi), &mut folded);
             assert_eq!(f32_bits(&folded), u64s(&c["bits"]), "folded bounds {}", c["params"]);
         }
         // XLA:CPU's own erf gives the recorded eager a, b.
@@ -159,8 +159,8 @@ fn half_precision_uniform_and_normal() {
         let mut out = vec![0u16; numel(&c["shape"])];
         let k = key(&c["key"]);
         match c["op"].as_str().unwrap() {
-            "uniform" => uniform_half_bits(h, k, run(out.len()), c["params"]["minval"].as_f64().unwrap(), c["params"]["maxval"].as_f64().unwrap(), &mut out),
-            "normal" => normal_half_bits(h, k, run(out.len()), &mut out),
+            "uniform" => uniform_half_bits(Mode::Jax, h, k, run(out.len()), c["params"]["minval"].as_f64().unwrap(), c["params"]["maxval"].as_f64().unwrap(), &mut out),
+            "normal" => normal_half_bits(Mode::Jax, h, k, run(out.len()), &mut out),
             op => panic!("{op}"),
         }
         let got: Vec<u64> = out.iter().map(|&x| u64::from(x)).collect();
@@ -174,7 +174,7 @@ fn bernoulli_is_uniform_below_p() {
     for c in d["cases"].as_array().unwrap() {
         let p = c["params"]["p"].as_f64().unwrap() as f32;
         let mut u = vec![0f32; numel(&c["shape"])];
-        uniform_f32(key(&c["key"]), run(u.len()), 0.0, 1.0, &mut u);
+        uniform_f32(Mode::Jax, key(&c["key"]), run(u.len()), 0.0, 1.0, &mut u);
         let got: Vec<u64> = u.iter().map(|&x| u64::from(x < p)).collect();
         assert_eq!(got, u64s(&c["values"]));
     }
@@ -186,15 +186,15 @@ fn any_index_subset_equals_the_full_draw() {
     let k = [0x1234_5678, 0x9abc_def0];
     let n = 1000;
     let mut full = vec![0f32; n];
-    initc_rng::normal_f32(k, run(n), &mut full);
+    initc_rng::normal_f32(Mode::Jax, k, run(n), &mut full);
     let idx: Vec<u64> = (0..n as u64).filter(|i| i % 7 == 3).collect();
     let mut some = vec![0f32; idx.len()];
-    initc_rng::normal_f32(k, Indices::List(&idx), &mut some);
+    initc_rng::normal_f32(Mode::Jax, k, Indices::List(&idx), &mut some);
     for (j, &i) in idx.iter().enumerate() {
         assert_eq!(some[j].to_bits(), full[i as usize].to_bits());
     }
     let mut tail = vec![0f32; 13];
-    initc_rng::normal_f32(k, Indices::Run { start: 987, len: 13 }, &mut tail);
+    initc_rng::normal_f32(Mode::Jax, k, Indices::Run { start: 987, len: 13 }, &mut tail);
     assert_eq!(f32_bits(&tail), f32_bits(&full[987..]));
     // Counters past 2^32 use the high word.
     assert_eq!(block_at(k, 1 << 32), threefry2x32(k, [1, 0]));
