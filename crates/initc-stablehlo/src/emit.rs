@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use initc_ir::{BinaryOp, CmpDir, DType, Module, Op, Type, UnaryOp, Value};
 
-use crate::rng::{float_literal, truncated_consts, uniform_consts, Funcs};
+use crate::rng::{fast_truncation_is_vacuous, float_literal, truncated_consts, uniform_consts, Funcs};
 use crate::shardings::{arg_attr, module_prelude, result_attr};
 use crate::text::{elem, i64_array, quote, tensor, Body, Val};
 use crate::{LowerError, Options};
@@ -75,7 +75,7 @@ pub(crate) fn full_literal(dt: DType, value: f64) -> String {
 }
 
 pub(crate) fn emit(m: &Module, opts: &Options) -> Result<String, LowerError> {
-    let mut funcs = Funcs::global();
+    let mut funcs = Funcs::global(m.rng);
     let mut b = Body::new("main");
     let owner = owners(m);
     let key_ty = tensor(&[2], "ui32");
@@ -134,6 +134,15 @@ fn lower_node(b: &mut Body, f: &mut Funcs, op: Op, ty: &Type, get: &dyn Fn(&Valu
             let y0 = b.op("stablehlo.reshape", &[&y[0]], "", &col);
             let y1 = b.op("stablehlo.reshape", &[&y[1]], "", &col);
             b.op("stablehlo.concatenate", &[&y0, &y1], "dimension = 1 : i64", &out)
+        }
+        Op::RandomBits { key, width } if f.fast && width < 64 => {
+            let w = f.word(width.into(), shape);
+            let x = b.call(&w, &[&get(&key)?], &[tensor(shape, "ui32")]).remove(0);
+            if width == 32 { x } else { b.op("stablehlo.convert", &[&x], "", &out) }
+        }
+        Op::TruncatedNormal { key, lower, upper } if fast_truncation_is_vacuous(f.fast, dt, lower.get(), upper.get()) => {
+            let n = f.normal(dt, shape);
+            b.call(&n, &[&get(&key)?], &[out]).remove(0)
         }
         Op::RandomBits { key, width } => {
             let t = tensor(shape, "ui32");

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use initc_ir::DType;
+use initc_ir::{DType, RngMode};
 use initc_rng::Half;
 
 use crate::text::{args, elem, i64_array, private_func, shape_tag, tensor, Body, Val};
@@ -24,21 +24,23 @@ pub(crate) struct Funcs {
     /// `[k0, k1, base_hi, base_lo]` and an element's counter is `base + Σ iota_d·strides[d]`,
     /// its flat index in the global array.
     pub shard: Option<Global>,
+    /// Fast RNG mode ([`initc_ir::RngMode::Fast`]): packed threefry lanes, Box-Muller f32 normals.
+    pub fast: bool,
 }
 
 impl Funcs {
     /// A whole-array function set (the SPMD module).
-    pub fn global() -> Funcs {
-        Funcs::default()
+    pub fn global(mode: RngMode) -> Funcs {
+        Funcs { fast: mode == RngMode::Fast, ..Funcs::default() }
     }
 
     /// A function set computing one shard of an array of shape `global`.
-    pub fn shard(global: &[u64]) -> Funcs {
+    pub fn shard(global: &[u64], mode: RngMode) -> Funcs {
         let mut strides = vec![1u64; global.len()];
         for d in (0..global.len().saturating_sub(1)).rev() {
             strides[d] = strides[d + 1] * global[d + 1];
         }
-        Funcs { shard: Some(Global { strides, numel: global.iter().product() }), ..Funcs::default() }
+        Funcs { shard: Some(Global { strides, numel: global.iter().product() }), fast: mode == RngMode::Fast, ..Funcs::default() }
     }
 
     /// The key operand's type: key data, plus the shard's counter base in shard mode.
@@ -105,13 +107,87 @@ impl Funcs {
         let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
-            let (hi, lo) = match &global {
-                Some(g) if g.numel <= 1 << 32 => shard_counters_u32(b, shape, g, &a[0]),
-                _ => counters_u64(b, shape, global.as_ref(), &a[0]),
-            };
+            let (hi, lo) = counters(b, shape, global.as_ref(), &a[0]);
             let tf = f.threefry(shape);
             let y = b.call(&tf, &[&k0, &k1, &hi, &lo], &[t.clone(), t.clone()]);
             b.ret(&[&y[0], &y[1]]);
+        })
+    }
+
+    /// Fast mode: `@block_L_S(key) -> (y0, y1, lane)`: the threefry block of each element's
+    /// group `i / L` and its lane `i % L` (`i` the flat index in the global array).
+    fn block(&mut self, lanes: u64, shape: &[u64]) -> String {
+        let t = tensor(shape, "ui32");
+        let key = self.key_ty();
+        let name = format!("block{lanes}_{}{}", shape_tag(shape), self.mode_tag());
+        let global = self.shard.clone();
+        self.define(&name, &[key], &[t.clone(), t.clone(), t.clone()], |f, b, a| {
+            let (k0, k1) = key_words(b, &a[0]);
+            let (hi, lo) = counters(b, shape, global.as_ref(), &a[0]);
+            let sh = lanes.trailing_zeros();
+            let mask = b.constant(&(lanes - 1).to_string(), &t);
+            let lane = b.ew("stablehlo.and", &[&lo, &mask]);
+            let s = b.constant(&sh.to_string(), &t);
+            let s2 = b.constant(&(32 - sh).to_string(), &t);
+            let lo_s = b.ew("stablehlo.shift_right_logical", &[&lo, &s]);
+            let hi_l = b.ew("stablehlo.shift_left", &[&hi, &s2]);
+            let glo = b.ew("stablehlo.or", &[&lo_s, &hi_l]);
+            let ghi = b.ew("stablehlo.shift_right_logical", &[&hi, &s]);
+            let tf = f.threefry(shape);
+            let y = b.call(&tf, &[&k0, &k1, &ghi, &glo], &[t.clone(), t.clone()]);
+            b.ret(&[&y[0], &y[1], &lane]);
+        })
+    }
+
+    /// `@word{w}_S(key) -> tensor<S x ui32>`: each element's random bits of width `w` (8, 16,
+    /// 32), zero-extended. JAX mode: `y0 ^ y1` (callers keep the low bits, as JAX does).
+    /// Fast mode: lane `i % L` of the block `y0 | y1 << 32`, `L = 64 / w`.
+    pub fn word(&mut self, width: u32, shape: &[u64]) -> String {
+        let t = tensor(shape, "ui32");
+        let name = format!("word{width}_{}{}", shape_tag(shape), self.mode_tag());
+        let fast = self.fast;
+        self.define(&name, &[self.key_ty()], std::slice::from_ref(&t), |f, b, a| {
+            if !fast {
+                let bits = f.bits(shape);
+                let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
+                let x = b.ew("stablehlo.xor", &[&y[0], &y[1]]);
+                b.ret(&[&x]);
+                return;
+            }
+            let lanes = initc_rng::fast_lanes(width);
+            let blk = f.block(lanes, shape);
+            let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
+            let half = b.constant(&(lanes / 2).to_string(), &t);
+            let low = b.op("stablehlo.compare", &[&y[2], &half], "comparison_direction = #stablehlo<comparison_direction LT>", &tensor(shape, "i1"));
+            let v = b.op("stablehlo.select", &[&low, &y[0], &y[1]], "", &t);
+            let r = if lanes == 2 { v } else {
+                let m = b.constant(&(lanes / 2 - 1).to_string(), &t);
+                let j = b.ew("stablehlo.and", &[&y[2], &m]);
+                let w = b.constant(&width.to_string(), &t);
+                let sh = b.ew("stablehlo.multiply", &[&j, &w]);
+                let x = b.ew("stablehlo.shift_right_logical", &[&v, &sh]);
+                let mask = b.constant(&((1u64 << width) - 1).to_string(), &t);
+                b.ew("stablehlo.and", &[&x, &mask])
+            };
+            b.ret(&[&r]);
+        })
+    }
+
+    /// Fast mode: `@box_muller_S(key) -> f32`: [`initc_rng::box_muller`] of each element's
+    /// block, lane 0 the cosine, lane 1 the sine.
+    pub fn box_muller(&mut self, shape: &[u64]) -> String {
+        let out = tensor(shape, "f32");
+        let name = format!("box_muller_{}{}", shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
+            let t = tensor(shape, "ui32");
+            let blk = f.block(2, shape);
+            let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
+            let [cz, sz, r] = box_muller_parts(b, shape, &y[0], &y[1]);
+            let zero = b.constant("0", &t);
+            let first = b.op("stablehlo.compare", &[&y[2], &zero], "comparison_direction = #stablehlo<comparison_direction EQ>", &tensor(shape, "i1"));
+            let z = b.op("stablehlo.select", &[&first, &cz, &sz], "", &out);
+            let z = b.ew("stablehlo.multiply", &[&r, &z]);
+            b.ret(&[&z]);
         })
     }
 
@@ -137,9 +213,12 @@ impl Funcs {
         let out = tensor(shape, elem(dt));
         let name = format!("unit_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
-            let bits = f.bits(shape);
             let t32 = tensor(shape, "ui32");
-            let y = b.call(&bits, &[&a[0]], &[t32.clone(), t32.clone()]);
+            let mut y = Vec::new();
+            if dt == DType::F64 || !f.fast {
+                let bits = f.bits(shape);
+                y = b.call(&bits, &[&a[0]], &[t32.clone(), t32.clone()]);
+            }
             let fbits = match dt {
                 DType::F64 => {
                     let t64 = tensor(shape, "ui64");
@@ -151,7 +230,12 @@ impl Funcs {
                     mantissa(b, &x, "12", "4607182418800017408") // 0x3FF0000000000000
                 }
                 _ => {
-                    let x = b.ew("stablehlo.xor", &[&y[0], &y[1]]);
+                    let x = if f.fast {
+                        let w = f.word(if dt == DType::F32 { 32 } else { 16 }, shape);
+                        b.call(&w, &[&a[0]], std::slice::from_ref(&t32)).remove(0)
+                    } else {
+                        b.ew("stablehlo.xor", &[&y[0], &y[1]])
+                    };
                     match dt {
                         DType::BF16 => {
                             let x8 = b.op("stablehlo.convert", &[&x], "", &tensor(shape, "ui8"));
@@ -201,6 +285,12 @@ impl Funcs {
         let out = tensor(shape, elem(dt));
         let name = format!("normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
+            if f.fast && dt == DType::F32 {
+                let bm = f.box_muller(shape);
+                let z = b.call(&bm, &[&a[0]], std::slice::from_ref(&out)).remove(0);
+                b.ret(&[&z]);
+                return;
+            }
             let e = f.normal_erf_inv_body(b, dt, shape, &a[0]);
             let c = b.constant(&normal_consts(dt).2, &out);
             let z = b.ew("stablehlo.multiply", &[&c, &e]);
@@ -254,6 +344,89 @@ pub(crate) fn key_words(b: &mut Body, key: &Val) -> (Val, Val) {
     let w0 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([0]), i64_array([1]), i64_array([1])), &one);
     let w1 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([1]), i64_array([2]), i64_array([1])), &one);
     (b.op("stablehlo.reshape", &[&w0], "", &s), b.op("stablehlo.reshape", &[&w1], "", &s))
+}
+
+/// Fast mode's f32 Box-Muller pieces of blocks `(y0, y1)`: `[r cos theta, r sin theta]`'s
+/// unit parts and `r` (the op sequence of [`initc_rng::box_muller`]).
+pub(crate) fn box_muller_parts(b: &mut Body, shape: &[u64], y0: &Val, y1: &Val) -> [Val; 3] {
+    let t = tensor(shape, "ui32");
+    let f = tensor(shape, "f32");
+    let fc = |b: &mut Body, x: f32| b.constant(&format!("0x{:08X}", x.to_bits()), &f);
+    let uc = |b: &mut Body, x: u32| b.constant(&x.to_string(), &t);
+    let c8 = uc(b, 8);
+    let t0 = b.ew("stablehlo.shift_right_logical", &[y0, &c8]);
+    let one = uc(b, 1);
+    let t0 = b.ew("stablehlo.add", &[&t0, &one]);
+    let f0 = b.op("stablehlo.convert", &[&t0], "", &f);
+    let e24 = fc(b, f32::from_bits(0x3380_0000));
+    let u1 = b.ew("stablehlo.multiply", &[&f0, &e24]);
+    let l = b.ew("stablehlo.log", &[&u1]);
+    let m2 = fc(b, -2.0);
+    let l = b.ew("stablehlo.multiply", &[&m2, &l]);
+    let r = b.ew("stablehlo.sqrt", &[&l]);
+    let c30 = uc(b, 30);
+    let q = b.ew("stablehlo.shift_right_logical", &[y1, &c30]);
+    let t1 = b.ew("stablehlo.shift_right_logical", &[y1, &c8]);
+    let m22 = uc(b, 0x3F_FFFF);
+    let t1 = b.ew("stablehlo.and", &[&t1, &m22]);
+    let f1 = b.op("stablehlo.convert", &[&t1], "", &f);
+    let e22 = fc(b, f32::from_bits(0x3480_0000));
+    let d = b.ew("stablehlo.multiply", &[&f1, &e22]);
+    let half = fc(b, 0.5);
+    let d = b.ew("stablehlo.subtract", &[&d, &half]);
+    let hp = fc(b, std::f32::consts::FRAC_PI_2);
+    let a = b.ew("stablehlo.multiply", &[&d, &hp]);
+    let a2 = b.ew("stablehlo.multiply", &[&a, &a]);
+    let horner = |b: &mut Body, k: &[f32; 4]| {
+        let mut p = fc(b, k[3]);
+        for j in (0..3).rev() {
+            let m = b.ew("stablehlo.multiply", &[&p, &a2]);
+            let c = fc(b, k[j]);
+            p = b.ew("stablehlo.add", &[&m, &c]);
+        }
+        let m = b.ew("stablehlo.multiply", &[&p, &a2]);
+        let one = fc(b, 1.0);
+        b.ew("stablehlo.add", &[&m, &one])
+    };
+    let ps = horner(b, &initc_rng::BM_SIN);
+    let s = b.ew("stablehlo.multiply", &[&a, &ps]);
+    let c = horner(b, &initc_rng::BM_COS);
+    let h = fc(b, std::f32::consts::FRAC_1_SQRT_2);
+    let sc = b.ew("stablehlo.add", &[&s, &c]);
+    let sn = b.ew("stablehlo.multiply", &[&sc, &h]);
+    let cs = b.ew("stablehlo.subtract", &[&c, &s]);
+    let cs = b.ew("stablehlo.multiply", &[&cs, &h]);
+    let nsn = b.ew("stablehlo.negate", &[&sn]);
+    let ncs = b.ew("stablehlo.negate", &[&cs]);
+    let pred = tensor(shape, "i1");
+    let is = |b: &mut Body, k: u32| {
+        let c = uc(b, k);
+        b.op("stablehlo.compare", &[&q, &c], "comparison_direction = #stablehlo<comparison_direction EQ>", &pred)
+    };
+    let (q0, q1, q2) = (is(b, 0), is(b, 1), is(b, 2));
+    let pick = |b: &mut Body, v: [&Val; 4]| {
+        let x = b.op("stablehlo.select", &[&q2, v[2], v[3]], "", &f);
+        let x = b.op("stablehlo.select", &[&q1, v[1], &x], "", &f);
+        b.op("stablehlo.select", &[&q0, v[0], &x], "", &f)
+    };
+    let cz = pick(b, [&cs, &nsn, &ncs, &sn]);
+    let sz = pick(b, [&sn, &cs, &nsn, &ncs]);
+    [cz, sz, r]
+}
+
+/// Fast mode draws a truncated normal as the Box-Muller normal when both bounds lie beyond
+/// its range (f32 only; see [`initc_rng::TruncBounds::wide`]).
+pub(crate) fn fast_truncation_is_vacuous(fast: bool, dt: DType, lower: f64, upper: f64) -> bool {
+    fast && dt == DType::F32 && initc_rng::TruncBounds::new(lower, upper).wide()
+}
+
+/// Per-element counters `(hi, lo)`: the u32 form for shards of arrays of at most 2^32
+/// elements, else JAX's u64 flat index split in two.
+fn counters(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val) -> (Val, Val) {
+    match global {
+        Some(g) if g.numel <= 1 << 32 => shard_counters_u32(b, shape, g, key),
+        _ => counters_u64(b, shape, global, key),
+    }
 }
 
 /// The global array a shard program computes a piece of.

@@ -27,7 +27,7 @@ use initc_ir::{BinaryOp, DType, Module, Op, Value};
 use initc_shard::Region;
 
 use crate::emit::{binary_name, compare_attr, unary_name};
-use crate::rng::{truncated_consts, uniform_consts, Funcs};
+use crate::rng::{fast_truncation_is_vacuous, truncated_consts, uniform_consts, Funcs};
 use crate::text::{elem, i64_array, tensor, Body, Val};
 use crate::LowerError;
 
@@ -97,7 +97,7 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         global: &global,
         local: &region.shape,
         seeded: m.seed_dependent(),
-        funcs: Funcs::shard(&global),
+        funcs: Funcs::shard(&global, m.rng),
         body: Body::new("shard"),
         slots: vec![Slot::Base],
         values: Vec::new(),
@@ -318,12 +318,23 @@ impl Emitter<'_> {
                 let f = self.funcs.normal(dt, &local);
                 self.body.call(&f, &[&k], &[out]).remove(0)
             }
+            Op::TruncatedNormal { key, lower, upper } if fast_truncation_is_vacuous(self.funcs.fast, dt, lower.get(), upper.get()) => {
+                let k = self.key(key)?;
+                let f = self.funcs.normal(dt, &local);
+                self.body.call(&f, &[&k], &[out]).remove(0)
+            }
             Op::TruncatedNormal { key, lower, upper } => {
                 let k = self.key(key)?;
                 let c = truncated_consts_bits(dt, lower.get(), upper.get());
                 let c: Vec<Val> = c.into_iter().map(|b| self.scalar(dt, HostValue::Bits(b))).collect();
                 let f = self.funcs.truncated_normal(dt, &local);
                 self.body.call(&f, &[&k, &c[0], &c[1], &c[2], &c[3]], &[out]).remove(0)
+            }
+            Op::RandomBits { key, width } if self.funcs.fast && width < 64 => {
+                let k = self.key(key)?;
+                let f = self.funcs.word(width.into(), &local);
+                let x = self.body.call(&f, &[&k], &[tensor(&local, "ui32")]).remove(0);
+                if width == 32 { x } else { self.body.op("stablehlo.convert", &[&x], "", &out) }
             }
             Op::RandomBits { key, width } => {
                 let k = self.key(key)?;
