@@ -52,6 +52,7 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
     for slot in &program.slots {
         match *slot {
             Slot::Base => push_u64(&mut out, base),
+            Slot::GroupBase(lanes) => push_u64(&mut out, base / lanes),
             Slot::Offset(d) => push_u64(&mut out, launch.region.offset[d]),
             Slot::Scalar(dt) => {
                 let b = values.next().map_or(0, |v| bits(ev, v));

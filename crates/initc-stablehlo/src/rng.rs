@@ -26,6 +26,11 @@ pub(crate) struct Funcs {
     pub shard: Option<Global>,
     /// Fast RNG mode ([`initc_ir::RngMode::Fast`]): packed threefry lanes, Box-Muller f32 normals.
     pub fast: bool,
+    /// Packed shard programs (fast mode): `Some((L, j))` while emitting lane `j` of `L`. The
+    /// array's elements are then its groups (`shard` describes the grouped array, counters are
+    /// group indices) and a function yields lane `j` of its group's block. Lanes call the same
+    /// `bits` function, so after inlining XLA's CSE computes each block once for all lanes.
+    pub lane: Option<(u64, u64)>,
 }
 
 impl Funcs {
@@ -50,9 +55,13 @@ impl Funcs {
 
     /// Function-name suffix distinguishing shard-mode variants.
     fn mode_tag(&self) -> String {
-        match &self.shard {
+        let g = match &self.shard {
             None => String::new(),
             Some(g) => format!("_g{}", shape_tag(&g.strides)),
+        };
+        match self.lane {
+            None => g,
+            Some((l, j)) => format!("{g}_lane{j}of{l}"),
         }
     }
 
@@ -103,7 +112,8 @@ impl Funcs {
     pub fn bits(&mut self, shape: &[u64]) -> String {
         let t = tensor(shape, "ui32");
         let key = self.key_ty();
-        let name = format!("bits_{}{}", shape_tag(shape), self.mode_tag());
+        // no lane in the name: every lane of a packed program shares this one function
+        let name = format!("bits_{}{}", shape_tag(shape), self.shard.as_ref().map_or(String::new(), |g| format!("_g{}", shape_tag(&g.strides))));
         let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
@@ -154,6 +164,19 @@ impl Funcs {
                 b.ret(&[&x]);
                 return;
             }
+            if let Some((lanes, j)) = f.lane {
+                let bits = f.bits(shape);
+                let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
+                let v = if j < lanes / 2 { &y[0] } else { &y[1] };
+                let r = if lanes == 2 { v.clone() } else {
+                    let sh = b.constant(&((j % (lanes / 2)) * u64::from(width)).to_string(), &t);
+                    let x = b.ew("stablehlo.shift_right_logical", &[v, &sh]);
+                    let mask = b.constant(&((1u64 << width) - 1).to_string(), &t);
+                    b.ew("stablehlo.and", &[&x, &mask])
+                };
+                b.ret(&[&r]);
+                return;
+            }
             let lanes = initc_rng::fast_lanes(width);
             let blk = f.block(lanes, shape);
             let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
@@ -180,6 +203,14 @@ impl Funcs {
         let name = format!("box_muller_{}{}", shape_tag(shape), self.mode_tag());
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
             let t = tensor(shape, "ui32");
+            if let Some((_, j)) = f.lane {
+                let bits = f.bits(shape);
+                let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
+                let [cz, sz, r] = box_muller_parts(b, shape, &y[0], &y[1]);
+                let z = b.ew("stablehlo.multiply", &[&r, if j == 0 { &cz } else { &sz }]);
+                b.ret(&[&z]);
+                return;
+            }
             let blk = f.block(2, shape);
             let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
             let [cz, sz, r] = box_muller_parts(b, shape, &y[0], &y[1]);

@@ -36,6 +36,8 @@ use crate::LowerError;
 pub enum Slot {
     /// The flat global index of the shard's first element (u64: hi, lo).
     Base,
+    /// Packed programs: that index divided by the lane count (the first element's group).
+    GroupBase(u64),
     /// The shard's offset in dim `d` (u64: hi, lo).
     Offset(usize),
     /// A scalar in `dtype`'s bit format (one word, two for 64-bit types: hi, lo).
@@ -45,7 +47,7 @@ pub enum Slot {
 impl Slot {
     pub fn words(self) -> usize {
         match self {
-            Slot::Base | Slot::Offset(_) => 2,
+            Slot::Base | Slot::GroupBase(_) | Slot::Offset(_) => 2,
             Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
         }
     }
@@ -90,16 +92,29 @@ impl ShardProgram {
 pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
     let p = &m.params[param];
     let global = p.ty.shape.clone();
+    let lanes = packed_lanes(m, param, region);
+    let (grouped, compute) = if lanes > 1 {
+        let last = global.len() - 1;
+        let (mut g, mut c) = (global.clone(), region.shape.clone());
+        g[last] /= lanes;
+        c[last] /= lanes;
+        (g, c)
+    } else {
+        (global.clone(), region.shape.clone())
+    };
     // No locations: identical programs must have identical text.
     let mut e = Emitter {
         m,
         fqn: &p.fqn,
         global: &global,
         local: &region.shape,
+        compute,
+        lanes,
+        memo: HashMap::new(),
         seeded: m.seed_dependent(),
-        funcs: Funcs::shard(&global, m.rng),
+        funcs: Funcs::shard(&grouped, m.rng),
         body: Body::new("shard"),
-        slots: vec![Slot::Base],
+        slots: vec![if lanes > 1 { Slot::GroupBase(lanes) } else { Slot::Base }],
         values: Vec::new(),
         keys: HashMap::new(),
         keys2: HashMap::new(),
@@ -112,8 +127,37 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         e.node(v)?;
     }
     let out = e.get(p.value)?;
+    let out = if lanes > 1 { e.pack(p.ty.dtype, &out) } else { out.into_iter().next().ok_or(LowerError::Internal("no lanes".into()))? };
     e.body.ret(&[&out]);
     Ok(e.finish(&p.ty.dtype, out))
+}
+
+/// Fast mode packs `L = 64 / w` consecutive elements of width `w` per threefry block; a
+/// shard program computes a parameter in groups of `L` (one block, `L` results, one 64-bit
+/// store) when every random op in its program draws at the parameter's width, and the last
+/// dimension of the array, of the shard and of the shard's offset are multiples of `L` (so no
+/// group straddles shards). Returns `L`, or 1 for the element-wise form.
+fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
+    let p = &m.params[param];
+    let dt = p.ty.dtype;
+    if m.rng != initc_ir::RngMode::Fast || p.ty.shape.is_empty() || dt == DType::Bool || dt == DType::Key || dt.size_bytes() > 4 {
+        return 1;
+    }
+    let width = 8 * dt.size_bytes() as u32;
+    let lanes = initc_rng::fast_lanes(width);
+    let last = p.ty.shape.len() - 1;
+    if p.ty.shape[last] % lanes != 0 || region.shape[last] % lanes != 0 || region.offset[last] % lanes != 0 {
+        return 1;
+    }
+    let same_width = cone(m, p.value).into_iter().all(|v| {
+        let n = m.node(v);
+        match n.op {
+            Op::RandomBits { width: w, .. } => u32::from(w) == width,
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => n.ty.dtype.size_bytes() as u32 * 8 == width,
+            _ => true,
+        }
+    });
+    if same_width { lanes } else { 1 }
 }
 
 /// The nodes `v` depends on (itself included), ascending (= topological).
@@ -133,6 +177,12 @@ struct Emitter<'a> {
     fqn: &'a str,
     global: &'a [u64],
     local: &'a [u64],
+    /// The shape the program computes in: `local`, or with the last dim divided by `lanes`.
+    compute: Vec<u64>,
+    /// Elements per group (1: element-wise program).
+    lanes: u64,
+    /// Scalars and offsets read once however many lanes use them.
+    memo: HashMap<String, Val>,
     seeded: Vec<bool>,
     funcs: Funcs,
     body: Body,
@@ -143,7 +193,8 @@ struct Emitter<'a> {
     /// Key data (`tensor<2xui32>`) per key node.
     keys2: HashMap<Value, Val>,
     dyn_keys: Vec<Value>,
-    vals: HashMap<Value, Val>,
+    /// Per node, one value per lane.
+    vals: HashMap<Value, Vec<Val>>,
     /// Op names, for the summary.
     ops: Vec<&'static str>,
 }
@@ -153,7 +204,7 @@ impl Emitter<'_> {
         LowerError::Unsupported(format!("parameter `{}`: {what}; shard programs compute element-wise parameter programs", self.fqn))
     }
 
-    fn get(&self, v: Value) -> Result<Val, LowerError> {
+    fn get(&self, v: Value) -> Result<Vec<Val>, LowerError> {
         self.vals.get(&v).cloned().ok_or_else(|| self.unsupported(format!("{v} ({}) is used by an op that needs its array", self.m.ty(v))))
     }
 
@@ -185,8 +236,22 @@ impl Emitter<'_> {
         self.body.op("stablehlo.slice", &[&arg], &attr, &tensor(&[n as u64], "ui32"))
     }
 
-    /// A scalar slot read as a `tensor<dt>`.
+    fn get1(&self, v: Value, lane: usize) -> Result<Val, LowerError> {
+        Ok(self.get(v)?.swap_remove(lane))
+    }
+
+    /// A scalar slot read as a `tensor<dt>` (once per program, whatever the lane count).
     fn scalar(&mut self, dt: DType, hv: HostValue) -> Val {
+        let memo = format!("{dt:?} {hv:?}");
+        if let Some(v) = self.memo.get(&memo) {
+            return v.clone();
+        }
+        let v = self.scalar_slot(dt, hv);
+        self.memo.insert(memo, v.clone());
+        v
+    }
+
+    fn scalar_slot(&mut self, dt: DType, hv: HostValue) -> Val {
         let (start, n) = self.slot(Slot::Scalar(dt), Some(hv));
         let w = self.words(start, n);
         let s = tensor(&[], elem(dt));
@@ -275,7 +340,55 @@ impl Emitter<'_> {
     }
 
     fn local_ty(&self, dt: DType) -> String {
-        tensor(self.local, elem(dt))
+        tensor(&self.compute, elem(dt))
+    }
+
+    /// The shard's offset in dim `d` as a `tensor<ui64>` (one slot per program).
+    fn offset(&mut self, d: usize) -> Val {
+        let memo = format!("offset {d}");
+        if let Some(v) = self.memo.get(&memo) {
+            return v.clone();
+        }
+        let (start, n) = self.slot(Slot::Offset(d), None);
+        let w = self.words(start, n);
+        let hi = self.word_u64(&w, 0);
+        let lo = self.word_u64(&w, 1);
+        let c = self.body.constant("32", &tensor(&[], "ui64"));
+        let hs = self.body.ew("stablehlo.shift_left", &[&hi, &c]);
+        let off = self.body.ew("stablehlo.or", &[&hs, &lo]);
+        self.memo.insert(memo, off.clone());
+        off
+    }
+
+    /// Interleaves the lanes of a packed program's result: lane `j` of group `g` is element
+    /// `g * L + j`. Each lane's bits go to bits `j*w ..` of a u64, whose bitcast to `L` values
+    /// of the dtype (little-endian, as on x86 and GPUs) is reshaped to the local shape.
+    fn pack(&mut self, dt: DType, lanes: &[Val]) -> Val {
+        let w = 8 * dt.size_bytes();
+        let uint = format!("ui{w}");
+        let t64 = tensor(&self.compute, "ui64");
+        let mut acc: Option<Val> = None;
+        for (j, v) in lanes.iter().enumerate() {
+            let bits = if matches!(dt, DType::F32 | DType::BF16 | DType::F16 | DType::I32) {
+                self.body.op("stablehlo.bitcast_convert", &[v], "", &tensor(&self.compute, &uint))
+            } else {
+                v.clone()
+            };
+            let x = self.body.op("stablehlo.convert", &[&bits], "", &t64);
+            let x = if j == 0 { x } else {
+                let sh = self.body.constant(&(j as u64 * w).to_string(), &t64);
+                self.body.ew("stablehlo.shift_left", &[&x, &sh])
+            };
+            acc = Some(match acc {
+                None => x,
+                Some(a) => self.body.ew("stablehlo.or", &[&a, &x]),
+            });
+        }
+        let acc = acc.unwrap_or_else(|| self.body.constant("0", &t64));
+        let mut split = self.compute.clone();
+        split.push(lanes.len() as u64);
+        let v = self.body.op("stablehlo.bitcast_convert", &[&acc], "", &tensor(&split, elem(dt)));
+        self.body.op("stablehlo.reshape", &[&v], "", &tensor(self.local, elem(dt)))
     }
 
     fn node(&mut self, v: Value) -> Result<(), LowerError> {
@@ -284,6 +397,7 @@ impl Emitter<'_> {
         if dt == DType::Key {
             return Ok(()); // keys are host values, read where a random op uses them
         }
+        let lanes = self.lanes as usize;
         if self.is_host_constant(v) {
             let s = self.scalar(dt, HostValue::Scalar(v));
             let shaped = if self.is_param_shaped(v) {
@@ -295,52 +409,74 @@ impl Emitter<'_> {
             } else {
                 return Err(self.unsupported(format!("constant {v} of shape {} (not the parameter's)", node.ty)));
             };
-            self.vals.insert(v, shaped);
+            self.vals.insert(v, vec![shaped; lanes]);
             return Ok(());
         }
         if !self.is_param_shaped(v) {
             return Err(self.unsupported(format!("{v} = {} has shape {}, not the parameter's {:?}", node.op.mnemonic(), node.ty, self.global)));
         }
         let out = self.local_ty(dt);
-        let local = self.local.to_vec();
+        let local = self.compute.clone();
         self.ops.push(node.op.mnemonic());
-        let val = match node.op.clone() {
-            Op::Uniform { key, min, max } => {
+        // Host scalars and keys first: read once, shared by every lane.
+        let key = match node.op {
+            Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } => Some(self.key(key)?),
+            _ => None,
+        };
+        let consts: Vec<Val> = match node.op {
+            Op::Uniform { min, max, .. } => {
                 let (lo, scale) = uniform_consts_bits(dt, min.get(), max.get());
-                let k = self.key(key)?;
-                let lo = self.scalar(dt, HostValue::Bits(lo));
-                let scale = self.scalar(dt, HostValue::Bits(scale));
-                let f = self.funcs.uniform(dt, &local);
-                self.body.call(&f, &[&k, &lo, &scale], &[out]).remove(0)
+                vec![self.scalar(dt, HostValue::Bits(lo)), self.scalar(dt, HostValue::Bits(scale))]
             }
-            Op::Normal { key } => {
-                let k = self.key(key)?;
-                let f = self.funcs.normal(dt, &local);
-                self.body.call(&f, &[&k], &[out]).remove(0)
+            Op::TruncatedNormal { lower, upper, .. } if !fast_truncation_is_vacuous(self.funcs.fast, dt, lower.get(), upper.get()) => {
+                truncated_consts_bits(dt, lower.get(), upper.get()).into_iter().map(|b| self.scalar(dt, HostValue::Bits(b))).collect()
             }
-            Op::TruncatedNormal { key, lower, upper } if fast_truncation_is_vacuous(self.funcs.fast, dt, lower.get(), upper.get()) => {
-                let k = self.key(key)?;
-                let f = self.funcs.normal(dt, &local);
-                self.body.call(&f, &[&k], &[out]).remove(0)
+            Op::Iota { dim } => vec![self.offset(dim as usize)],
+            _ => vec![],
+        };
+        let mut vals = Vec::with_capacity(lanes);
+        for j in 0..lanes {
+            self.funcs.lane = (lanes > 1).then_some((self.lanes, j as u64));
+            let val = self.lane_node(v, j, &out, &local, key.as_ref(), &consts)?;
+            vals.push(val);
+        }
+        self.funcs.lane = None;
+        self.vals.insert(v, vals);
+        Ok(())
+    }
+
+    /// Lane `j` of node `v` (the whole node in an element-wise program).
+    fn lane_node(&mut self, v: Value, j: usize, out: &str, local: &[u64], key: Option<&Val>, consts: &[Val]) -> Result<Val, LowerError> {
+        let node = self.m.node(v);
+        let dt = node.ty.dtype;
+        let out = out.to_string();
+        let k = || key.cloned().ok_or(LowerError::Internal("random op without key".into()));
+        Ok(match node.op.clone() {
+            Op::Uniform { .. } => {
+                let f = self.funcs.uniform(dt, local);
+                self.body.call(&f, &[&k()?, &consts[0], &consts[1]], &[out]).remove(0)
             }
-            Op::TruncatedNormal { key, lower, upper } => {
-                let k = self.key(key)?;
-                let c = truncated_consts_bits(dt, lower.get(), upper.get());
-                let c: Vec<Val> = c.into_iter().map(|b| self.scalar(dt, HostValue::Bits(b))).collect();
-                let f = self.funcs.truncated_normal(dt, &local);
-                self.body.call(&f, &[&k, &c[0], &c[1], &c[2], &c[3]], &[out]).remove(0)
+            Op::Normal { .. } => {
+                let f = self.funcs.normal(dt, local);
+                self.body.call(&f, &[&k()?], &[out]).remove(0)
             }
-            Op::RandomBits { key, width } if self.funcs.fast && width < 64 => {
-                let k = self.key(key)?;
-                let f = self.funcs.word(width.into(), &local);
-                let x = self.body.call(&f, &[&k], &[tensor(&local, "ui32")]).remove(0);
+            Op::TruncatedNormal { lower, upper, .. } if fast_truncation_is_vacuous(self.funcs.fast, dt, lower.get(), upper.get()) => {
+                let f = self.funcs.normal(dt, local);
+                self.body.call(&f, &[&k()?], &[out]).remove(0)
+            }
+            Op::TruncatedNormal { .. } => {
+                let f = self.funcs.truncated_normal(dt, local);
+                self.body.call(&f, &[&k()?, &consts[0], &consts[1], &consts[2], &consts[3]], &[out]).remove(0)
+            }
+            Op::RandomBits { width, .. } if self.funcs.fast && width < 64 => {
+                let f = self.funcs.word(width.into(), local);
+                let x = self.body.call(&f, &[&k()?], &[tensor(local, "ui32")]).remove(0);
                 if width == 32 { x } else { self.body.op("stablehlo.convert", &[&x], "", &out) }
             }
-            Op::RandomBits { key, width } => {
-                let k = self.key(key)?;
-                let t = tensor(&local, "ui32");
-                let f = self.funcs.bits(&local);
-                let y = self.body.call(&f, &[&k], &[t.clone(), t]);
+            Op::RandomBits { width, .. } => {
+                let t = tensor(local, "ui32");
+                let f = self.funcs.bits(local);
+                let y = self.body.call(&f, &[&k()?], &[t.clone(), t]);
                 match width {
                     64 => {
                         let h = self.body.op("stablehlo.convert", &[&y[0]], "", &out);
@@ -359,7 +495,7 @@ impl Emitter<'_> {
             Op::Binary { op: BinaryOp::Mul, .. } if self.m.normal_times_constant(v, &self.seeded).is_some() => {
                 let (key, c) = self.m.normal_times_constant(v, &self.seeded).ok_or(LowerError::Internal("pattern".into()))?;
                 let k = self.key(key)?;
-                let f = self.funcs.normal_erf_inv(dt, &local);
+                let f = self.funcs.normal_erf_inv(dt, local);
                 let e = self.body.call(&f, &[&k], std::slice::from_ref(&out)).remove(0);
                 let s = self.scalar(DType::F32, HostValue::NormalFactor(c));
                 let s = self.body.splat(&s, &out);
@@ -367,44 +503,44 @@ impl Emitter<'_> {
             }
             Op::Iota { dim } => {
                 let d = dim as usize;
-                let (start, n) = self.slot(Slot::Offset(d), None);
-                let w = self.words(start, n);
-                let hi = self.word_u64(&w, 0);
-                let lo = self.word_u64(&w, 1);
-                let c = self.body.constant("32", &tensor(&[], "ui64"));
-                let hs = self.body.ew("stablehlo.shift_left", &[&hi, &c]);
-                let off = self.body.ew("stablehlo.or", &[&hs, &lo]);
-                let t64 = tensor(&local, "ui64");
-                let io = self.body.op("stablehlo.iota", &[], &format!("iota_dimension = {dim} : i64"), &t64);
-                let off = self.body.splat(&off, &t64);
+                let t64 = tensor(local, "ui64");
+                let mut io = self.body.op("stablehlo.iota", &[], &format!("iota_dimension = {dim} : i64"), &t64);
+                if self.lanes > 1 && d + 1 == local.len() {
+                    // element index in the last dim = group * L + lane
+                    let l = self.body.constant(&self.lanes.to_string(), &t64);
+                    io = self.body.ew("stablehlo.multiply", &[&io, &l]);
+                    if j > 0 {
+                        let jc = self.body.constant(&j.to_string(), &t64);
+                        io = self.body.ew("stablehlo.add", &[&io, &jc]);
+                    }
+                }
+                let off = self.body.splat(&consts[0], &t64);
                 let g = self.body.ew("stablehlo.add", &[&io, &off]);
                 self.body.op("stablehlo.convert", &[&g], "", &out)
             }
             Op::Unary { op, x } => {
-                let x = self.get(x)?;
+                let x = self.get1(x, j)?;
                 self.body.op(unary_name(op), &[&x], "", &out)
             }
             Op::Binary { op, a, b } => {
-                let (a, b) = (self.get(a)?, self.get(b)?);
+                let (a, b) = (self.get1(a, j)?, self.get1(b, j)?);
                 self.body.op(binary_name(op), &[&a, &b], "", &out)
             }
             Op::Compare { dir, a, b } => {
-                let (a, b) = (self.get(a)?, self.get(b)?);
+                let (a, b) = (self.get1(a, j)?, self.get1(b, j)?);
                 self.body.op("stablehlo.compare", &[&a, &b], &compare_attr(dir), &out)
             }
             Op::Select { pred, on_true, on_false } => {
-                let (p, t, f) = (self.get(pred)?, self.get(on_true)?, self.get(on_false)?);
+                let (p, t, f) = (self.get1(pred, j)?, self.get1(on_true, j)?, self.get1(on_false, j)?);
                 self.body.op("stablehlo.select", &[&p, &t, &f], "", &out)
             }
             Op::Convert { x } => {
-                let x = self.get(x)?;
+                let x = self.get1(x, j)?;
                 self.body.op("stablehlo.convert", &[&x], "", &out)
             }
-            Op::Reshape { x } if self.m.ty(x).shape == self.global => self.get(x)?,
+            Op::Reshape { x } if self.m.ty(x).shape == self.global => self.get1(x, j)?,
             op => return Err(self.unsupported(format!("{v} = {} changes the layout of a non-scalar array", op.mnemonic()))),
-        };
-        self.vals.insert(v, val);
-        Ok(())
+        })
     }
 
     fn finish(mut self, dt: &DType, out: Val) -> ShardProgram {
