@@ -38,7 +38,7 @@ def last_json(stdout):
     raise RuntimeError("no JSON line in output")
 
 
-def run_initc(exe, model, dtype, gpu, extra):
+def run_initc(exe, model, dtype, gpu, extra, rng="jax"):
     with tempfile.TemporaryDirectory() as tmp:
         src = open(os.path.join(ROOT, "examples", f"{model}.toml")).read()
         if dtype != "f32":
@@ -46,14 +46,14 @@ def run_initc(exe, model, dtype, gpu, extra):
         toml = os.path.join(tmp, f"{model}.toml")
         open(toml, "w").write(src)
         rep = os.path.join(tmp, "report.json")
-        p = subprocess.run([exe, "run", toml, "--backend", "pjrt", "--repeat", "4", "--report", rep, *extra], capture_output=True, text=True, cwd=ROOT)
+        p = subprocess.run([exe, "run", toml, "--backend", "pjrt", "--repeat", "4", "--report", rep, "--rng", rng, *extra], capture_output=True, text=True, cwd=ROOT)
         sys.stderr.write(p.stderr[-3000:])
         p.check_returncode()
         r = json.load(open(rep))
     runs = r["materialize_s"]
     best = min(runs[1:])
     peak = max(d["peak_bytes_in_use"] or 0 for d in r["devices"])
-    return dict(system="initc", model=model, dtype=dtype, devices=len(r["devices"]), gpu=gpu,
+    return dict(system="initc" if rng == "jax" else f"initc-{rng}", rng=rng, model=model, dtype=dtype, devices=len(r["devices"]), gpu=gpu,
                 compile_s=r["setup_s"] + max(0.0, runs[0] - best), materialize_s=best, param_bytes=r["param_bytes"],
                 peak_device_bytes=peak, sharding_invariant=True, programs=r["programs"], launches=r["launches"],
                 xla_compile_s=r["compile_s"], runs_s=runs, enqueue_s=[d["enqueue_s"] for d in r["devices"]])
@@ -82,9 +82,9 @@ def table(rows):
     out = [f"{'system':<13} {'model':<10} {'dtype':<5} {'compile s':>9} {'mat. ms':>8} {'GB/s':>7} {'peak GB':>8}  ratios (anchor time / initc time)"]
     for r in rows:
         ratios = ""
-        if r["system"] == "initc":
+        if r["system"].startswith("initc"):
             for a in rows:
-                if a["system"] != "initc" and a["model"] == r["model"] and a["dtype"] == r["dtype"]:
+                if not a["system"].startswith("initc") and a["model"] == r["model"] and a["dtype"] == r["dtype"]:
                     ratios += f"  {a['system']}: {a['materialize_s'] / r['materialize_s']:.2f}x"
                     if a["compile_s"]:
                         ratios += f" (compile {a['compile_s'] / r['compile_s']:.1f}x)"
@@ -98,7 +98,8 @@ def main():
     ap.add_argument("initc")
     ap.add_argument("--models", default="llama3_1b,llama3_8b")
     ap.add_argument("--dtypes", default="f32,bf16")
-    ap.add_argument("--systems", default="initc,jax-threefry,jax-rbg,torch")
+    ap.add_argument("--systems", default="initc,initc-fast,jax-threefry,jax-rbg,torch",
+                    help="initc: JAX-exact mode; initc-fast: --rng fast (sharding-invariant, not jax.random's values)")
     ap.add_argument("--initc-args", default="", help="extra arguments for `initc run` (e.g. --mesh ... --device 0)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -108,8 +109,8 @@ def main():
         for dtype in a.dtypes.split(","):
             for system in a.systems.split(","):
                 try:
-                    if system == "initc":
-                        row = run_initc(a.initc, model, dtype, gpu, a.initc_args.split())
+                    if system in ("initc", "initc-fast"):
+                        row = run_initc(a.initc, model, dtype, gpu, a.initc_args.split(), "fast" if system == "initc-fast" else "jax")
                     elif system.startswith("jax-"):
                         row = run_jax(model, dtype, {"jax-threefry": "threefry2x32", "jax-rbg": "rbg"}[system], gpu)
                     else:

@@ -2,13 +2,17 @@
 //! CPU engine, and every mesh device's shards against the unsharded run on the same device, bit
 //! for bit. Without a plugin (CI) each test says so and passes without checking anything.
 
-use initc_device::{to_host, verify, Materializer};
+use initc_device::{Materializer, to_host, verify};
+use initc_ir::RngMode;
 use initc_pjrt::{Client, CompileOptions, Plugin};
 
 fn client() -> Option<Client> {
     let found = initc_pjrt::discover(None);
     let Some((path, _)) = found.found else {
-        eprintln!("SKIPPED: no PJRT plugin ({})", found.not_found_message().lines().next().unwrap_or(""));
+        eprintln!(
+            "SKIPPED: no PJRT plugin ({})",
+            found.not_found_message().lines().next().unwrap_or("")
+        );
         return None;
     };
     Some(Client::new(Plugin::load(&path).expect("plugin loads")).expect("client"))
@@ -16,27 +20,54 @@ fn client() -> Option<Client> {
 
 fn model(ex: &str, mesh: Option<&str>) -> initc_ir::Module {
     // INITC_ROOT: the repository, where the test binary runs away from its build tree.
-    let root = std::env::var_os("INITC_ROOT").map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."), std::path::PathBuf::from);
+    let root = std::env::var_os("INITC_ROOT").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        std::path::PathBuf::from,
+    );
     let path = root.join("examples").join(format!("{ex}.toml"));
     let mut src = std::fs::read_to_string(&path).unwrap();
     if let Some(m) = mesh {
-        src.push_str(m);
+        // a [model] addition goes into the existing table, anything else at the end
+        match m.strip_prefix("[model]\n") {
+            Some(keys) => src = src.replacen("[model]\n", &format!("[model]\n{keys}"), 1),
+            None => src.push_str(m),
+        }
     }
-    initc_frontend::trace_toml(ex, &src, ex).unwrap().sharded(ex, &src).unwrap()
+    initc_frontend::trace_toml(ex, &src, ex)
+        .unwrap()
+        .sharded(ex, &src)
+        .unwrap()
 }
 
 #[test]
 fn small_models_match_the_cpu_engine() {
     let Some(client) = client() else { return };
-    for ex in ["llama3_tiny", "gpt2_tiny", "mlp"] {
-        let m = model(ex, None);
+    for (ex, rng) in ["llama3_tiny", "llama3_tiny@bf16", "gpt2_tiny", "mlp"]
+        .into_iter()
+        .flat_map(|e| [(e, RngMode::Jax), (e, RngMode::Fast)])
+    {
+        let mut m = match ex.split_once('@') {
+            // the model in another dtype: bf16 packs 4 values per block and uses tables
+            Some((e, dt)) => model(e, Some(&format!("[model]\ndtype = \"{dt}\"\n"))),
+            None => model(ex, None),
+        };
+        m.rng = rng;
         let mat = Materializer::new(&m, client.clone(), &[0], &CompileOptions::portable()).unwrap();
         for seed in [0, 2u64.pow(32) + 5] {
             let r = mat.run(seed).unwrap();
             let checks = verify(&m, seed, &r.devices).unwrap();
             let bad: Vec<_> = checks.iter().filter(|c| c.failing > 0).collect();
-            assert!(bad.is_empty(), "{ex} seed {seed}: {bad:#?}");
-            eprintln!("{ex} seed {seed}: {} shards, max {} ULP", checks.len(), checks.iter().map(|c| c.max_ulp).max().unwrap_or(0));
+            assert!(
+                bad.is_empty(),
+                "{ex} rng={} seed {seed}: {bad:#?}",
+                rng.name()
+            );
+            eprintln!(
+                "{ex} rng={} seed {seed}: {} shards, max {} ULP",
+                rng.name(),
+                checks.len(),
+                checks.iter().map(|c| c.max_ulp).max().unwrap_or(0)
+            );
         }
     }
 }
@@ -46,19 +77,48 @@ fn small_models_match_the_cpu_engine() {
 #[test]
 fn shards_are_slices_of_the_unsharded_run() {
     let Some(client) = client() else { return };
-    let whole = model("llama3_tiny", None);
-    let full = Materializer::new(&whole, client.clone(), &[0], &CompileOptions::portable()).unwrap().run(7).unwrap();
-    let full_bytes: Vec<Vec<u8>> = full.devices[0].shards.iter().map(|s| to_host(s).unwrap()).collect();
-    for mesh in ["[mesh]\nfsdp = 4\n[sharding]\nrules = \"fsdp\"\n", "[mesh]\nfsdp = 2\ntp = 2\n[sharding]\nrules = \"fsdp+tp\"\n", "[mesh]\ntp = 3\n[sharding]\nrules = \"tp\"\nuneven = \"pad\"\n"] {
-        let m = model("llama3_tiny", Some(mesh));
-        let n = m.mesh.as_ref().unwrap().devices();
-        for dev in 0..n {
-            let r = Materializer::new(&m, client.clone(), &[dev], &CompileOptions::portable()).unwrap().run(7).unwrap();
-            for s in &r.devices[0].shards {
-                let got = to_host(s).unwrap();
-                let global = &m.params[s.param].ty.shape;
-                let want = slice(&full_bytes[s.param], global, &s.offset, &s.shape, s.dtype.size_bytes() as usize);
-                assert!(got == want, "{mesh}: device {dev}: {} differs from the unsharded run", s.fqn);
+    for rng in [RngMode::Jax, RngMode::Fast] {
+        let mut whole = model("llama3_tiny", None);
+        whole.rng = rng;
+        let full = Materializer::new(&whole, client.clone(), &[0], &CompileOptions::portable())
+            .unwrap()
+            .run(7)
+            .unwrap();
+        let full_bytes: Vec<Vec<u8>> = full.devices[0]
+            .shards
+            .iter()
+            .map(|s| to_host(s).unwrap())
+            .collect();
+        for mesh in [
+            "[mesh]\nfsdp = 4\n[sharding]\nrules = \"fsdp\"\n",
+            "[mesh]\nfsdp = 2\ntp = 2\n[sharding]\nrules = \"fsdp+tp\"\n",
+            "[mesh]\ntp = 3\n[sharding]\nrules = \"tp\"\nuneven = \"pad\"\n",
+        ] {
+            let mut m = model("llama3_tiny", Some(mesh));
+            m.rng = rng;
+            let n = m.mesh.as_ref().unwrap().devices();
+            for dev in 0..n {
+                let r = Materializer::new(&m, client.clone(), &[dev], &CompileOptions::portable())
+                    .unwrap()
+                    .run(7)
+                    .unwrap();
+                for s in &r.devices[0].shards {
+                    let got = to_host(s).unwrap();
+                    let global = &m.params[s.param].ty.shape;
+                    let want = slice(
+                        &full_bytes[s.param],
+                        global,
+                        &s.offset,
+                        &s.shape,
+                        s.dtype.size_bytes() as usize,
+                    );
+                    assert!(
+                        got == want,
+                        "rng={}: {mesh}: device {dev}: {} differs from the unsharded run",
+                        rng.name(),
+                        s.fqn
+                    );
+                }
             }
         }
     }

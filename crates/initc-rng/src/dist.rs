@@ -441,6 +441,56 @@ pub fn truncated_normal_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, l
     }
 }
 
+/// A 16-bit draw as a function of its random word.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HalfDraw {
+    Uniform { min: f64, max: f64 },
+    Normal,
+    TruncatedNormal { lower: f64, upper: f64 },
+}
+
+/// The bf16 value of `draw` for each of the 256 values of the 8 random bits bf16 draws use
+/// (`(x & 0xFF) >> 1` is its mantissa), as bit patterns: a bf16 draw is `table[x & 0xFF]`, in
+/// either mode. Fast-mode shard programs look values up instead of evaluating `erf_inv`.
+pub fn bf16_table(draw: HalfDraw) -> Vec<u16> {
+    let bits: Vec<u32> = (0..256).collect();
+    let mut out = vec![0u16; 256];
+    half_from_bits(Half::BF16, draw, &bits, &mut out);
+    out
+}
+
+fn half_from_bits(h: Half, draw: HalfDraw, bits: &[u32], out: &mut [u16]) {
+    let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
+    match draw {
+        HalfDraw::Uniform { min, max } => {
+            let (lo, hi) = (h.from_f64(min), h.from_f64(max));
+            let scale = h.to_f32(h.from_f32(h.to_f32(hi) - h.to_f32(lo)));
+            for (o, &x) in out.iter_mut().zip(bits) {
+                *o = uniform_half(h, x, lo, scale);
+            }
+        }
+        HalfDraw::Normal => {
+            let lo = h.from_f32(-1.0) - 1; // nextafter(-1, 0): one step toward zero
+            let scale = h.to_f32(h.from_f32(1.0 - h.to_f32(lo)));
+            for (o, &x) in out.iter_mut().zip(bits) {
+                let u = h.to_f32(uniform_half(h, x, lo, scale));
+                let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(u)));
+                *o = h.from_f32(sqrt2 * e);
+            }
+        }
+        HalfDraw::TruncatedNormal { lower, upper } => {
+            let t = HalfTruncBounds::new(h, lower, upper);
+            let (scale, clo, chi) = (h.to_f32(t.scale), h.to_f32(t.lo), h.to_f32(t.hi));
+            for (o, &x) in out.iter_mut().zip(bits) {
+                let uu = h.to_f32(uniform_half(h, x, t.a, scale));
+                let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(uu)));
+                let z = h.to_f32(h.from_f32(sqrt2 * e));
+                *o = h.from_f32(z.max(clo).min(chi));
+            }
+        }
+    }
+}
+
 /// Views an f32 buffer as its bit patterns (same size and alignment).
 fn bytemuck_u32(x: &mut [f32]) -> &mut [u32] {
     // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is valid.

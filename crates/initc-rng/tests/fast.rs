@@ -124,3 +124,26 @@ fn fast_half_draws_use_16_bit_lanes() {
         assert_eq!(b, want, "element {i}");
     }
 }
+
+#[test]
+fn bf16_table_is_the_draw_of_its_8_bits() {
+    // element i of a bf16 draw is table[bits & 0xFF] in both modes
+    for (draw, lower, upper) in [(HalfDraw::Normal, 0.0, 0.0), (HalfDraw::TruncatedNormal { lower: -2.0, upper: 2.0 }, -2.0, 2.0), (HalfDraw::Uniform { min: -0.5, max: 0.25 }, -0.5, 0.25)] {
+        let table = bf16_table(draw);
+        for mode in [Mode::Jax, Mode::Fast] {
+            let n = 512;
+            let mut got = vec![0u16; n];
+            let idx = Indices::Run { start: 3, len: n };
+            match draw {
+                HalfDraw::Normal => normal_half_bits(mode, Half::BF16, KEY, idx, &mut got),
+                HalfDraw::TruncatedNormal { .. } => truncated_normal_half_bits(mode, Half::BF16, KEY, idx, lower, upper, &mut got),
+                HalfDraw::Uniform { .. } => uniform_half_bits(mode, Half::BF16, KEY, idx, lower, upper, &mut got),
+            }
+            let mut bits = vec![0u32; n];
+            bits32(mode, 16, KEY, idx, &mut bits);
+            for i in 0..n {
+                assert_eq!(got[i], table[(bits[i] & 0xFF) as usize], "{draw:?} {mode:?} element {i}");
+            }
+        }
+    }
+}

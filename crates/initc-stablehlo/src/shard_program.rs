@@ -42,6 +42,9 @@ pub enum Slot {
     Offset(usize),
     /// A scalar in `dtype`'s bit format (one word, two for 64-bit types: hi, lo).
     Scalar(DType),
+    /// A 256-entry bf16 table ([`HostValue::Bf16Table`]), two entries per word, the even
+    /// entry in the low half.
+    Bf16Table,
 }
 
 impl Slot {
@@ -49,6 +52,7 @@ impl Slot {
         match self {
             Slot::Base | Slot::GroupBase(_) | Slot::Offset(_) => 2,
             Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
+            Slot::Bf16Table => 128,
         }
     }
 }
@@ -62,6 +66,8 @@ pub enum HostValue {
     NormalFactor(Value),
     /// Bits known when the program is emitted.
     Bits(u64),
+    /// `initc_rng::bf16_table` of the bf16 random op at node `v` (for [`Slot::Bf16Table`]).
+    Bf16Table(Value),
 }
 
 /// One parameter shard's program.
@@ -343,6 +349,14 @@ impl Emitter<'_> {
         tensor(&self.compute, elem(dt))
     }
 
+    /// The 256-entry bf16 table of random op `v` as a `tensor<256xbf16>`.
+    fn bf16_table(&mut self, v: Value) -> Val {
+        let (start, n) = self.slot(Slot::Bf16Table, Some(HostValue::Bf16Table(v)));
+        let w = self.words(start, n);
+        let t = self.body.op("stablehlo.bitcast_convert", &[&w], "", &tensor(&[128, 2], "bf16"));
+        self.body.op("stablehlo.reshape", &[&t], "", &tensor(&[256], "bf16"))
+    }
+
     /// The shard's offset in dim `d` as a `tensor<ui64>` (one slot per program).
     fn offset(&mut self, d: usize) -> Val {
         let memo = format!("offset {d}");
@@ -423,7 +437,9 @@ impl Emitter<'_> {
             Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } => Some(self.key(key)?),
             _ => None,
         };
+        let table = self.lanes > 1 && dt == DType::BF16 && matches!(node.op, Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. });
         let consts: Vec<Val> = match node.op {
+            _ if table => vec![self.bf16_table(v)],
             Op::Uniform { min, max, .. } => {
                 let (lo, scale) = uniform_consts_bits(dt, min.get(), max.get());
                 vec![self.scalar(dt, HostValue::Bits(lo)), self.scalar(dt, HostValue::Bits(scale))]
@@ -452,6 +468,19 @@ impl Emitter<'_> {
         let out = out.to_string();
         let k = || key.cloned().ok_or(LowerError::Internal("random op without key".into()));
         Ok(match node.op.clone() {
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if self.lanes > 1 && dt == DType::BF16 => {
+                // a bf16 draw is a function of 8 random bits: look it up
+                let f = self.funcs.word(16, local);
+                let x = self.body.call(&f, &[&k()?], &[tensor(local, "ui32")]).remove(0);
+                let m = self.body.constant("255", &x.ty);
+                let x = self.body.ew("stablehlo.and", &[&x, &m]);
+                let x = self.body.op("stablehlo.convert", &[&x], "", &tensor(local, "i32"));
+                let mut col = local.to_vec();
+                col.push(1);
+                let x = self.body.op("stablehlo.reshape", &[&x], "", &tensor(&col, "i32"));
+                let attr = format!("dimension_numbers = #stablehlo.gather<collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = {}>, indices_are_sorted = false, slice_sizes = array<i64: 1>", local.len());
+                self.body.op("stablehlo.gather", &[&consts[0], &x], &attr, &out)
+            }
             Op::Uniform { .. } => {
                 let f = self.funcs.uniform(dt, local);
                 self.body.call(&f, &[&k()?, &consts[0], &consts[1]], &[out]).remove(0)
