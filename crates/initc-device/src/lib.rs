@@ -19,9 +19,9 @@ mod runtime;
 mod verify;
 
 pub use pack::{pack_dynamic, pack_static};
-pub use plan::{DeviceLaunches, DevicePlan, Launch, Program, region_of};
-pub use runtime::{DeviceShards, Materialized, Materializer, Shard, assign, element_type};
-pub use verify::{F32_SCALE_TOLERANCE, F32_ULPS, ShardCheck, to_host, verify};
+pub use plan::{region_of, DeviceLaunches, DevicePlan, Launch, Program};
+pub use runtime::{assign, element_type, DeviceShards, Materialized, Materializer, Shard};
+pub use verify::{to_host, verify, ShardCheck, F32_SCALE_TOLERANCE, F32_ULPS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -30,16 +30,9 @@ pub enum DeviceError {
     #[error(transparent)]
     Lower(#[from] initc_stablehlo::LowerError),
     #[error("compiling shard program `{program}`: {source}")]
-    Compile {
-        program: String,
-        source: initc_pjrt::PjrtError,
-    },
+    Compile { program: String, source: initc_pjrt::PjrtError },
     #[error("mesh {mesh} needs {needed} devices but the plugin has {available}")]
-    TooFewDevices {
-        needed: u64,
-        available: usize,
-        mesh: String,
-    },
+    TooFewDevices { needed: u64, available: usize, mesh: String },
     #[error("mesh device {device} does not exist (the mesh has {devices})")]
     NoSuchMeshDevice { device: u64, devices: u64 },
     #[error("internal error: {0}")]
@@ -49,9 +42,7 @@ pub enum DeviceError {
 impl DeviceError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            DeviceError::TooFewDevices { .. } => Some(
-                "use a smaller mesh, or `--device K` to materialize one mesh device's shards on one accelerator",
-            ),
+            DeviceError::TooFewDevices { .. } => Some("use a smaller mesh, or `--device K` to materialize one mesh device's shards on one accelerator"),
             _ => None,
         }
     }

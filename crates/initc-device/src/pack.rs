@@ -17,15 +17,14 @@ fn push_u64(out: &mut Vec<u32>, x: u64) {
 fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
     let first = |x| {
         let mut bytes = Vec::with_capacity(8);
-        ev.eval(x, &Idx::Run { start: 0, len: 1 })
-            .append_le_bytes(&mut bytes);
+        ev.eval(x, &Idx::Run { start: 0, len: 1 }).append_le_bytes(&mut bytes);
         bytes.resize(8, 0);
         u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
     };
     match v {
         HostValue::Bits(b) => *b,
         HostValue::Scalar(x) => first(*x),
-        HostValue::Bf16Table(_) => 0, // many words: see `table_words`
+        HostValue::Bf16Table(_) => 0, // 128 words, packed by `pack_static`
         HostValue::NormalFactor(c) => {
             let c = f32::from_bits(first(*c) as u32);
             (initc_rng::SQRT2_F32 * c).to_bits().into()
@@ -59,13 +58,7 @@ pub fn pack_dynamic(seed: u64, ev: &Evaluator, launch: &Launch) -> Vec<u32> {
 pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Vec<u32> {
     let global = &m.params[launch.param].ty.shape;
     let strides = initc_cpu::strides(global);
-    let base: u64 = launch
-        .region
-        .offset
-        .iter()
-        .zip(&strides)
-        .map(|(o, s)| o * s)
-        .sum();
+    let base: u64 = launch.region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
     let mut out = Vec::with_capacity(program.words());
     let mut values = launch.values.iter();
     for slot in &program.slots {
@@ -82,11 +75,7 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
             }
             Slot::Scalar(dt) => {
                 let b = values.next().map_or(0, |v| bits(ev, v));
-                if dt.size_bytes() == 8 {
-                    push_u64(&mut out, b)
-                } else {
-                    out.push(b as u32)
-                }
+                if dt.size_bytes() == 8 { push_u64(&mut out, b) } else { out.push(b as u32) }
             }
         }
     }

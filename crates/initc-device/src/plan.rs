@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use initc_ir::{DType, Module};
-use initc_shard::{Region, device_region};
-use initc_stablehlo::{HostValue, Slot, shard_program};
+use initc_shard::{device_region, Region};
+use initc_stablehlo::{shard_program, HostValue, Slot};
 use rayon::prelude::*;
 
 use crate::DeviceError;
@@ -66,10 +66,7 @@ impl DevicePlan {
     pub fn new(m: &Module, devices: &[u64]) -> Result<DevicePlan, DeviceError> {
         let n = m.mesh.as_ref().map_or(1, |mesh| mesh.devices());
         if let Some(&d) = devices.iter().find(|&&d| d >= n) {
-            return Err(DeviceError::NoSuchMeshDevice {
-                device: d,
-                devices: n,
-            });
+            return Err(DeviceError::NoSuchMeshDevice { device: d, devices: n });
         }
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut programs: Vec<Program> = Vec::new();
@@ -85,33 +82,14 @@ impl DevicePlan {
             let mut launches = Vec::with_capacity(emitted.len());
             for (param, region, sp) in emitted {
                 let program = *index.entry(sp.text.clone()).or_insert_with(|| {
-                    programs.push(Program {
-                        text: sp.text,
-                        slots: sp.slots,
-                        shape: sp.shape,
-                        dtype: sp.dtype,
-                        summary: sp.summary,
-                        launches: 0,
-                    });
+                    programs.push(Program { text: sp.text, slots: sp.slots, shape: sp.shape, dtype: sp.dtype, summary: sp.summary, launches: 0 });
                     programs.len() - 1
                 });
                 programs[program].launches += 1;
-                launches.push(Launch {
-                    param,
-                    program,
-                    region,
-                    values: sp.values,
-                    dyn_keys: sp.dyn_keys,
-                });
+                launches.push(Launch { param, program, region, values: sp.values, dyn_keys: sp.dyn_keys });
             }
-            out.push(DeviceLaunches {
-                mesh_device: dev,
-                launches,
-            });
+            out.push(DeviceLaunches { mesh_device: dev, launches });
         }
-        Ok(DevicePlan {
-            programs,
-            devices: out,
-        })
+        Ok(DevicePlan { programs, devices: out })
     }
 }

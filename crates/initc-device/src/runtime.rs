@@ -8,7 +8,7 @@ use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable
 use rayon::prelude::*;
 
 use crate::plan::DevicePlan;
-use crate::{DeviceError, pack};
+use crate::{pack, DeviceError};
 
 /// One parameter shard living on a device.
 #[derive(Debug)]
@@ -73,21 +73,13 @@ pub struct Materializer<'m> {
 
 /// Maps mesh devices onto addressable PJRT devices: mesh device `k` runs on addressable device
 /// `k`, or on device 0 when a single mesh device is asked for (`run --device K` on one GPU).
-pub fn assign(
-    m: &Module,
-    mesh_devices: &[u64],
-    available: usize,
-) -> Result<Vec<usize>, DeviceError> {
+pub fn assign(m: &Module, mesh_devices: &[u64], available: usize) -> Result<Vec<usize>, DeviceError> {
     if mesh_devices.len() == 1 && available >= 1 {
         return Ok(vec![0]);
     }
     let needed = m.mesh.as_ref().map_or(1, |mesh| mesh.devices());
     if needed as usize > available {
-        return Err(DeviceError::TooFewDevices {
-            needed,
-            available,
-            mesh: m.mesh.as_ref().map(|x| x.to_string()).unwrap_or_default(),
-        });
+        return Err(DeviceError::TooFewDevices { needed, available, mesh: m.mesh.as_ref().map(|x| x.to_string()).unwrap_or_default() });
     }
     Ok(mesh_devices.iter().map(|&d| d as usize).collect())
 }
@@ -95,12 +87,7 @@ pub fn assign(
 impl<'m> Materializer<'m> {
     /// Plans `mesh_devices`, maps them onto the client's devices and compiles every distinct
     /// shard program (in parallel).
-    pub fn new(
-        m: &'m Module,
-        client: Client,
-        mesh_devices: &[u64],
-        options: &CompileOptions,
-    ) -> Result<Materializer<'m>, DeviceError> {
+    pub fn new(m: &'m Module, client: Client, mesh_devices: &[u64], options: &CompileOptions) -> Result<Materializer<'m>, DeviceError> {
         let targets = assign(m, mesh_devices, client.devices().len())?;
         let plan = DevicePlan::new(m, mesh_devices)?;
         let t0 = Instant::now();
@@ -110,54 +97,31 @@ impl<'m> Materializer<'m> {
         let ev = Evaluator::new(m, m.seed);
         // Static words, one thread per device (uploads to different devices overlap).
         let statics = std::thread::scope(|s| {
-            let handles: Vec<_> = plan
-                .devices
-                .iter()
-                .enumerate()
-                .map(|(i, dl)| {
-                    let (client, plan, ev, device) =
-                        (&client, &plan, &ev, &client.devices()[targets[i]]);
-                    s.spawn(move || -> Result<Vec<Option<Buffer>>, DeviceError> {
-                        let mut bufs = Vec::with_capacity(dl.launches.len());
-                        let mut pending = Vec::new();
-                        for l in &dl.launches {
-                            if l.region.numel() == 0 {
-                                bufs.push(None);
-                                continue;
-                            }
-                            let words = pack::pack_static(m, ev, &plan.programs[l.program], l);
-                            let (buf, up) = upload_words_async(client, device, &words)?;
-                            bufs.push(Some(buf));
-                            pending.push(up);
+            let handles: Vec<_> = plan.devices.iter().enumerate().map(|(i, dl)| {
+                let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
+                s.spawn(move || -> Result<Vec<Option<Buffer>>, DeviceError> {
+                    let mut bufs = Vec::with_capacity(dl.launches.len());
+                    let mut pending = Vec::new();
+                    for l in &dl.launches {
+                        if l.region.numel() == 0 {
+                            bufs.push(None);
+                            continue;
                         }
-                        for up in pending {
-                            up.wait()?;
-                        }
-                        Ok(bufs)
-                    })
+                        let words = pack::pack_static(m, ev, &plan.programs[l.program], l);
+                        let (buf, up) = upload_words_async(client, device, &words)?;
+                        bufs.push(Some(buf));
+                        pending.push(up);
+                    }
+                    for up in pending {
+                        up.wait()?;
+                    }
+                    Ok(bufs)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(DeviceError::Internal("an upload thread panicked".into()))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>()
         })?;
         let load_time = t1.elapsed();
-        Ok(Materializer {
-            m,
-            client,
-            plan,
-            targets,
-            executables,
-            statics,
-            threads_per_device: 4,
-            compile_time,
-            load_time,
-        })
+        Ok(Materializer { m, client, plan, targets, executables, statics, threads_per_device: 4, compile_time, load_time })
     }
 
     /// How many host threads enqueue each device's launches (default 4).
@@ -184,26 +148,14 @@ impl<'m> Materializer<'m> {
         let t0 = Instant::now();
         let ev = Evaluator::new(self.m, seed);
         let per_device: Vec<Result<DeviceShards, DeviceError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..self.plan.devices.len())
-                .map(|i| {
-                    let ev = &ev;
-                    s.spawn(move || self.run_device(ev, i))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(DeviceError::Internal("a launch thread panicked".into()))
-                    })
-                })
-                .collect()
+            let handles: Vec<_> = (0..self.plan.devices.len()).map(|i| {
+                let ev = &ev;
+                s.spawn(move || self.run_device(ev, i))
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
         });
         let devices = per_device.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(Materialized {
-            devices,
-            elapsed: t0.elapsed(),
-        })
+        Ok(Materialized { devices, elapsed: t0.elapsed() })
     }
 
     fn run_device(&self, ev: &Evaluator, i: usize) -> Result<DeviceShards, DeviceError> {
@@ -211,66 +163,32 @@ impl<'m> Materializer<'m> {
         let dl = &self.plan.devices[i];
         let device = self.device(i).clone();
         let seed = ev.seed();
-        let (root, root_upload) =
-            upload_words_async(&self.client, &device, &initc_rng::prng_key(seed))?;
+        let (root, root_upload) = upload_words_async(&self.client, &device, &initc_rng::prng_key(seed))?;
         let n = dl.launches.len();
         let threads = self.threads_per_device.min(n.max(1));
         // Launch k goes to thread k % threads; each thread returns (k, buffer, per-launch dynamic words).
         let parts: Vec<Result<Vec<Launched>, DeviceError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (device, root) = (&device, &root);
-                    s.spawn(move || -> Result<Vec<Launched>, DeviceError> {
-                        let mut out = Vec::with_capacity(n / threads + 1);
-                        for k in (t..n).step_by(threads) {
-                            let l = &dl.launches[k];
-                            let p = &self.m.params[l.param];
-                            let Some(stat) = &self.statics[i][k] else {
-                                let dims: Vec<i64> =
-                                    l.region.shape.iter().map(|&d| d as i64).collect();
-                                out.push((
-                                    k,
-                                    self.client.upload(
-                                        device,
-                                        element_type(p.ty.dtype)?,
-                                        &dims,
-                                        &[],
-                                    )?,
-                                    None,
-                                ));
-                                continue;
-                            };
-                            let dynamic = if l.dyn_keys.is_empty() {
-                                None
-                            } else {
-                                Some(upload_words(
-                                    &self.client,
-                                    device,
-                                    &pack::pack_dynamic(seed, ev, l),
-                                )?)
-                            };
-                            let mut res = self.executables[l.program]
-                                .execute_on(device, &[stat, dynamic.as_ref().unwrap_or(root)])?;
-                            let buf = res.pop().ok_or_else(|| {
-                                DeviceError::Internal(format!(
-                                    "program {} returned nothing",
-                                    l.program
-                                ))
-                            })?;
-                            out.push((k, buf, dynamic));
-                        }
-                        Ok(out)
-                    })
+            let handles: Vec<_> = (0..threads).map(|t| {
+                let (device, root) = (&device, &root);
+                s.spawn(move || -> Result<Vec<Launched>, DeviceError> {
+                    let mut out = Vec::with_capacity(n / threads + 1);
+                    for k in (t..n).step_by(threads) {
+                        let l = &dl.launches[k];
+                        let p = &self.m.params[l.param];
+                        let Some(stat) = &self.statics[i][k] else {
+                            let dims: Vec<i64> = l.region.shape.iter().map(|&d| d as i64).collect();
+                            out.push((k, self.client.upload(device, element_type(p.ty.dtype)?, &dims, &[])?, None));
+                            continue;
+                        };
+                        let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
+                        let mut res = self.executables[l.program].execute_on(device, &[stat, dynamic.as_ref().unwrap_or(root)])?;
+                        let buf = res.pop().ok_or_else(|| DeviceError::Internal(format!("program {} returned nothing", l.program)))?;
+                        out.push((k, buf, dynamic));
+                    }
+                    Ok(out)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(DeviceError::Internal("a launch thread panicked".into()))
-                    })
-                })
-                .collect()
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
         });
         let mut slots: Vec<Option<Buffer>> = (0..n).map(|_| None).collect();
         let mut keep = Vec::new();
@@ -283,29 +201,16 @@ impl<'m> Materializer<'m> {
         let enqueue = t0.elapsed();
         let mut shards = Vec::with_capacity(n);
         for (l, buf) in dl.launches.iter().zip(slots) {
-            let buffer =
-                buf.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))?;
+            let buffer = buf.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))?;
             let p = &self.m.params[l.param];
-            shards.push(Shard {
-                param: l.param,
-                fqn: p.fqn.clone(),
-                offset: l.region.offset.clone(),
-                shape: l.region.shape.clone(),
-                dtype: p.ty.dtype,
-                buffer,
-            });
+            shards.push(Shard { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, buffer });
         }
         for s in &shards {
             s.buffer.wait_ready()?;
         }
         root_upload.wait()?;
         drop((keep, root));
-        Ok(DeviceShards {
-            mesh_device: dl.mesh_device,
-            device,
-            shards,
-            enqueue,
-        })
+        Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards, enqueue })
     }
 }
 
@@ -315,48 +220,23 @@ fn le_bytes(words: &[u32]) -> Vec<u8> {
 
 /// Uploads `words` (PJRT has copied them when this returns).
 fn upload_words(client: &Client, device: &Device, words: &[u32]) -> Result<Buffer, DeviceError> {
-    Ok(client.upload(
-        device,
-        ElementType::U32,
-        &[words.len() as i64],
-        &le_bytes(words),
-    )?)
+    Ok(client.upload(device, ElementType::U32, &[words.len() as i64], &le_bytes(words))?)
 }
 
 /// Starts uploading `words`; the buffer is usable at once, the [`initc_pjrt::Upload`] keeps
 /// the host copy until PJRT has read it.
-fn upload_words_async(
-    client: &Client,
-    device: &Device,
-    words: &[u32],
-) -> Result<(Buffer, initc_pjrt::Upload), DeviceError> {
-    Ok(client.upload_async(
-        device,
-        ElementType::U32,
-        &[words.len() as i64],
-        le_bytes(words),
-    )?)
+fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result<(Buffer, initc_pjrt::Upload), DeviceError> {
+    Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], le_bytes(words))?)
 }
 
 /// A launch's index, its output, and its per-launch dynamic words (kept until the end).
 type Launched = (usize, Buffer, Option<Buffer>);
 
 /// Compiles every program, in parallel (PJRT compiles are thread-safe).
-fn compile_all(
-    client: &Client,
-    plan: &DevicePlan,
-    options: &CompileOptions,
-) -> Result<Vec<Executable>, DeviceError> {
+fn compile_all(client: &Client, plan: &DevicePlan, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
     plan.programs
         .par_iter()
-        .map(|p| {
-            client
-                .compile(p.text.as_bytes(), options)
-                .map_err(|e| DeviceError::Compile {
-                    program: p.summary.clone(),
-                    source: e,
-                })
-        })
+        .map(|p| client.compile(p.text.as_bytes(), options).map_err(|e| DeviceError::Compile { program: p.summary.clone(), source: e }))
         .collect()
 }
 

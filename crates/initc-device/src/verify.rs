@@ -14,11 +14,11 @@
 //! own scale, 2^16 times this tolerance. Bit-identity is expected against JAX on the same GPU,
 //! which `tools/device/jax_gpu_compare.py` checks.
 
-use initc_cpu::{Evaluator, materialize};
+use initc_cpu::{materialize, Evaluator};
 use initc_ir::{DType, Module};
 
-use crate::DeviceError;
 use crate::runtime::{DeviceShards, Shard};
+use crate::DeviceError;
 
 /// f32 tolerance in ULPs of the element.
 pub const F32_ULPS: u32 = 4;
@@ -53,62 +53,37 @@ pub fn to_host(s: &Shard) -> Result<Vec<u8>, DeviceError> {
 fn ulp_distance(a: f32, b: f32) -> u64 {
     let key = |x: f32| {
         let i = x.to_bits() as i32;
-        if i < 0 {
-            i64::from(i32::MIN) - i64::from(i)
-        } else {
-            i64::from(i)
-        }
+        if i < 0 { i64::from(i32::MIN) - i64::from(i) } else { i64::from(i) }
     };
     (key(a) - key(b)).unsigned_abs()
 }
 
 /// ULP distance of two 16-bit float bit patterns (sign-magnitude, as for f32).
 fn half_ulp_distance(a: u16, b: u16) -> u64 {
-    let key = |x: u16| {
-        if x & 0x8000 != 0 {
-            -i64::from(x & 0x7fff)
-        } else {
-            i64::from(x)
-        }
-    };
+    let key = |x: u16| if x & 0x8000 != 0 { -i64::from(x & 0x7fff) } else { i64::from(x) };
     (key(a) - key(b)).unsigned_abs()
 }
 
 fn ulp_of(x: f32) -> f32 {
     let a = x.abs();
-    if !a.is_finite() {
-        return f32::INFINITY;
-    }
+    if !a.is_finite() { return f32::INFINITY; }
     f32::from_bits(a.to_bits() + 1) - a
 }
 
 /// Compares every shard of `devices` with the CPU engine under `seed`.
-pub fn verify(
-    m: &Module,
-    seed: u64,
-    devices: &[DeviceShards],
-) -> Result<Vec<ShardCheck>, DeviceError> {
+pub fn verify(m: &Module, seed: u64, devices: &[DeviceShards]) -> Result<Vec<ShardCheck>, DeviceError> {
     let ev = Evaluator::new(m, seed);
     let mut out = Vec::new();
     for d in devices {
         for s in &d.shards {
             let got = to_host(s)?;
             let mut want = Vec::with_capacity(got.len());
-            let region = initc_shard::Region {
-                offset: s.offset.clone(),
-                shape: s.shape.clone(),
-            };
+            let region = initc_shard::Region { offset: s.offset.clone(), shape: s.shape.clone() };
             let p = &m.params[s.param];
-            materialize(
-                &ev,
-                p.value,
-                &p.ty.shape,
-                &region,
-                |b: &[u8]| -> Result<(), DeviceError> {
-                    want.extend_from_slice(b);
-                    Ok(())
-                },
-            )?;
+            materialize(&ev, p.value, &p.ty.shape, &region, |b: &[u8]| -> Result<(), DeviceError> {
+                want.extend_from_slice(b);
+                Ok(())
+            })?;
             out.push(compare(s, d.mesh_device, &got, &want));
         }
     }
@@ -116,12 +91,7 @@ pub fn verify(
 }
 
 fn compare(s: &Shard, mesh_device: u64, got: &[u8], want: &[u8]) -> ShardCheck {
-    let mut c = ShardCheck {
-        fqn: s.fqn.clone(),
-        mesh_device,
-        elements: s.shape.iter().product(),
-        ..Default::default()
-    };
+    let mut c = ShardCheck { fqn: s.fqn.clone(), mesh_device, elements: s.shape.iter().product(), ..Default::default() };
     if s.dtype != DType::F32 {
         let w = s.dtype.size_bytes() as usize;
         let half = matches!(s.dtype, DType::BF16 | DType::F16);
@@ -130,14 +100,7 @@ fn compare(s: &Shard, mesh_device: u64, got: &[u8], want: &[u8]) -> ShardCheck {
                 continue;
             }
             c.differing += 1;
-            let ulps = if half {
-                half_ulp_distance(
-                    u16::from_le_bytes([g[0], g[1]]),
-                    u16::from_le_bytes([r[0], r[1]]),
-                )
-            } else {
-                u64::MAX
-            };
+            let ulps = if half { half_ulp_distance(u16::from_le_bytes([g[0], g[1]]), u16::from_le_bytes([r[0], r[1]])) } else { u64::MAX };
             c.max_ulp = c.max_ulp.max(ulps);
             if ulps > 1 {
                 c.failing += 1;
@@ -148,11 +111,7 @@ fn compare(s: &Shard, mesh_device: u64, got: &[u8], want: &[u8]) -> ShardCheck {
         }
         return c;
     }
-    let f = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|x| f32::from_le_bytes([x[0], x[1], x[2], x[3]]))
-            .collect()
-    };
+    let f = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|x| f32::from_le_bytes([x[0], x[1], x[2], x[3]])).collect() };
     let (g, r) = (f(got), f(want));
     let scale = r.iter().fold(0f32, |a, x| a.max(x.abs()));
     let param_tol = F32_SCALE_TOLERANCE * scale;

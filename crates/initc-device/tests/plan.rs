@@ -15,12 +15,7 @@ fn llama(n_layers: u32, mesh: &str) -> initc_ir::Module {
 fn programs_do_not_grow_with_the_number_of_layers() {
     let p32 = DevicePlan::new(&llama(32, ""), &[0]).unwrap();
     let p80 = DevicePlan::new(&llama(80, ""), &[0]).unwrap();
-    let summaries = |p: &DevicePlan| {
-        p.programs
-            .iter()
-            .map(|x| x.summary.clone())
-            .collect::<Vec<_>>()
-    };
+    let summaries = |p: &DevicePlan| p.programs.iter().map(|x| x.summary.clone()).collect::<Vec<_>>();
     assert_eq!(summaries(&p32), summaries(&p80));
     assert!(p32.programs.len() <= 10, "{:#?}", summaries(&p32));
     assert_eq!(p32.devices[0].launches.len(), 291);
@@ -36,12 +31,7 @@ fn devices_of_an_even_mesh_share_programs() {
     // Device 3 of fsdp=4 starts a quarter of the way into dim 0 of a dim-0-sharded weight.
     let l = &all.devices[3].launches[1];
     let global = &m.params[l.param].ty.shape;
-    assert_eq!(
-        l.region.offset[0],
-        3 * global[0] / 4,
-        "{}",
-        m.params[l.param].fqn
-    );
+    assert_eq!(l.region.offset[0], 3 * global[0] / 4, "{}", m.params[l.param].fqn);
 }
 
 #[test]
@@ -54,19 +44,13 @@ fn an_unknown_mesh_device_is_refused() {
 #[test]
 fn every_program_is_valid_mlir() {
     for ex in ["mlp", "llama3_tiny_sharded", "gpt2_tiny"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
-            .join(format!("{ex}.toml"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(format!("{ex}.toml"));
         let src = std::fs::read_to_string(&path).unwrap();
-        let m = initc_frontend::trace_toml(ex, &src, ex)
-            .unwrap()
-            .sharded(ex, &src)
-            .unwrap();
+        let m = initc_frontend::trace_toml(ex, &src, ex).unwrap().sharded(ex, &src).unwrap();
         let n = m.mesh.as_ref().map_or(1, |x| x.devices());
         let plan = DevicePlan::new(&m, &(0..n).collect::<Vec<_>>()).unwrap();
         for p in &plan.programs {
-            initc_stablehlo::check_text(&p.text)
-                .unwrap_or_else(|e| panic!("{ex}: {}: {e}\n{}", p.summary, p.text));
+            initc_stablehlo::check_text(&p.text).unwrap_or_else(|e| panic!("{ex}: {}: {e}\n{}", p.summary, p.text));
         }
     }
 }
