@@ -371,28 +371,13 @@ fn uniform_half(h: Half, x: u32, lo: u16, scale: f32) -> u16 {
 
 /// `jax.random.uniform` for bf16/f16 (bit patterns in `out`).
 pub fn uniform_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, min: f64, max: f64, out: &mut [u16]) {
-    let (lo, hi) = (h.from_f64(min), h.from_f64(max));
-    let scale = h.to_f32(h.from_f32(h.to_f32(hi) - h.to_f32(lo)));
-    let mut bits = vec![0u32; out.len()];
-    bits32(mode, 16, key, idx, &mut bits);
-    for (o, &x) in out.iter_mut().zip(&bits) {
-        *o = uniform_half(h, x, lo, scale);
-    }
+    half_draw(mode, h, key, idx, HalfDraw::Uniform { min, max }, out);
 }
 
 /// `jax.random.normal` for bf16/f16: u in the 16-bit type, erf_inv in f32 rounded to 16 bits,
 /// then multiplied by the 16-bit √2 and rounded again (RNG_SPEC §5).
 pub fn normal_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, out: &mut [u16]) {
-    let lo = h.from_f32(-1.0) - 1; // nextafter(-1, 0): one step toward zero
-    let scale = h.to_f32(h.from_f32(1.0 - h.to_f32(lo)));
-    let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
-    let mut bits = vec![0u32; out.len()];
-    bits32(mode, 16, key, idx, &mut bits);
-    for (o, &x) in out.iter_mut().zip(&bits) {
-        let u = h.to_f32(uniform_half(h, x, lo, scale));
-        let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(u)));
-        *o = h.from_f32(sqrt2 * e);
-    }
+    half_draw(mode, h, key, idx, HalfDraw::Normal, out);
 }
 
 /// Host-computed constants of a 16-bit truncated normal draw, as 16-bit bit patterns: the
@@ -428,17 +413,7 @@ impl HalfTruncBounds {
 /// `jax.random.truncated_normal` for bf16/f16 (see [`HalfTruncBounds`]). Checked against
 /// jax.jit by tools/oracle for bf16 (mlp example); f16 not yet.
 pub fn truncated_normal_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, lower: f64, upper: f64, out: &mut [u16]) {
-    let t = HalfTruncBounds::new(h, lower, upper);
-    let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
-    let (scale, clo, chi) = (h.to_f32(t.scale), h.to_f32(t.lo), h.to_f32(t.hi));
-    let mut bits = vec![0u32; out.len()];
-    bits32(mode, 16, key, idx, &mut bits);
-    for (o, &x) in out.iter_mut().zip(&bits) {
-        let uu = h.to_f32(uniform_half(h, x, t.a, scale));
-        let e = h.to_f32(h.from_f32(xla_cpu::erf_inv(uu)));
-        let z = h.to_f32(h.from_f32(sqrt2 * e));
-        *o = h.from_f32(z.max(clo).min(chi));
-    }
+    half_draw(mode, h, key, idx, HalfDraw::TruncatedNormal { lower, upper }, out);
 }
 
 /// A 16-bit draw as a function of its random word.
@@ -459,6 +434,16 @@ pub fn bf16_table(draw: HalfDraw) -> Vec<u16> {
     out
 }
 
+/// A 16-bit draw: its 16-bit random words, then [`half_from_bits`].
+fn half_draw(mode: Mode, h: Half, key: Key, idx: Indices, draw: HalfDraw, out: &mut [u16]) {
+    let mut bits = vec![0u32; out.len()];
+    bits32(mode, 16, key, idx, &mut bits);
+    half_from_bits(h, draw, &bits, out);
+}
+
+/// JAX's 16-bit transforms of random words (RNG_SPEC §4–6): uniform with per-op 16-bit
+/// rounding; normal and truncated normal through `erf_inv` in f32, rounded to 16 bits before
+/// and after the multiply by the 16-bit √2.
 fn half_from_bits(h: Half, draw: HalfDraw, bits: &[u32], out: &mut [u16]) {
     let sqrt2 = h.to_f32(h.from_f64(std::f64::consts::SQRT_2));
     match draw {
