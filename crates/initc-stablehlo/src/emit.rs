@@ -135,34 +135,11 @@ fn lower_node(b: &mut Body, f: &mut Funcs, op: Op, ty: &Type, get: &dyn Fn(&Valu
             let y1 = b.op("stablehlo.reshape", &[&y[1]], "", &col);
             b.op("stablehlo.concatenate", &[&y0, &y1], "dimension = 1 : i64", &out)
         }
-        Op::RandomBits { key, width } if f.fast && width < 64 => {
-            let w = f.word(width.into(), shape);
-            let x = b.call(&w, &[&get(&key)?], &[tensor(shape, "ui32")]).remove(0);
-            if width == 32 { x } else { b.op("stablehlo.convert", &[&x], "", &out) }
-        }
         Op::TruncatedNormal { key, lower, upper } if fast_truncation_is_vacuous(f.fast, dt, lower.get(), upper.get()) => {
             let n = f.normal(dt, shape);
             b.call(&n, &[&get(&key)?], &[out]).remove(0)
         }
-        Op::RandomBits { key, width } => {
-            let t = tensor(shape, "ui32");
-            let bits = f.bits(shape);
-            let y = b.call(&bits, &[&get(&key)?], &[t.clone(), t]);
-            match width {
-                64 => {
-                    let h = b.op("stablehlo.convert", &[&y[0]], "", &out);
-                    let l = b.op("stablehlo.convert", &[&y[1]], "", &out);
-                    let c = b.constant("32", &out);
-                    let hs = b.ew("stablehlo.shift_left", &[&h, &c]);
-                    b.ew("stablehlo.or", &[&hs, &l])
-                }
-                32 => b.ew("stablehlo.xor", &[&y[0], &y[1]]),
-                _ => {
-                    let x = b.ew("stablehlo.xor", &[&y[0], &y[1]]);
-                    b.op("stablehlo.convert", &[&x], "", &out)
-                }
-            }
-        }
+        Op::RandomBits { key, width } => f.random_bits(b, &get(&key)?, width, shape, &out),
         Op::Uniform { key, min, max } => {
             let (lo, scale) = uniform_consts(dt, min.get(), max.get());
             let s = tensor(&[], elem(dt));

@@ -55,14 +55,16 @@ impl Funcs {
 
     /// Function-name suffix distinguishing shard-mode variants.
     fn mode_tag(&self) -> String {
-        let g = match &self.shard {
-            None => String::new(),
-            Some(g) => format!("_g{}", shape_tag(&g.strides)),
-        };
+        let g = self.shard_tag();
         match self.lane {
             None => g,
             Some((l, j)) => format!("{g}_lane{j}of{l}"),
         }
+    }
+
+    /// Name suffix of a shard-mode function set (empty for the whole-array one).
+    fn shard_tag(&self) -> String {
+        self.shard.as_ref().map_or(String::new(), |g| format!("_g{}", shape_tag(&g.strides)))
     }
 
     fn define(&mut self, name: &str, arg_types: &[String], results: &[String], build: impl FnOnce(&mut Self, &mut Body, &[Val])) -> String {
@@ -113,7 +115,7 @@ impl Funcs {
         let t = tensor(shape, "ui32");
         let key = self.key_ty();
         // no lane in the name: every lane of a packed program shares this one function
-        let name = format!("bits_{}{}", shape_tag(shape), self.shard.as_ref().map_or(String::new(), |g| format!("_g{}", shape_tag(&g.strides))));
+        let name = format!("bits_{}{}", shape_tag(shape), self.shard_tag());
         let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
             let (k0, k1) = key_words(b, &a[0]);
@@ -194,6 +196,34 @@ impl Funcs {
             };
             b.ret(&[&r]);
         })
+    }
+
+    /// `random_bits(key, shape, uint<width>)` inside a body, as a `tensor<S x out>`: 64 bits
+    /// are `y0 << 32 | y1` in both modes; narrower widths are [`Funcs::word`] in fast mode and
+    /// JAX's `y0 ^ y1` (low bits) otherwise.
+    pub fn random_bits(&mut self, b: &mut Body, key: &Val, width: u8, shape: &[u64], out: &str) -> Val {
+        let t = tensor(shape, "ui32");
+        if self.fast && width < 64 {
+            let w = self.word(width.into(), shape);
+            let x = b.call(&w, &[key], &[t]).remove(0);
+            return if width == 32 { x } else { b.op("stablehlo.convert", &[&x], "", out) };
+        }
+        let bits = self.bits(shape);
+        let y = b.call(&bits, &[key], &[t.clone(), t]);
+        match width {
+            64 => {
+                let h = b.op("stablehlo.convert", &[&y[0]], "", out);
+                let l = b.op("stablehlo.convert", &[&y[1]], "", out);
+                let c = b.constant("32", out);
+                let hs = b.ew("stablehlo.shift_left", &[&h, &c]);
+                b.ew("stablehlo.or", &[&hs, &l])
+            }
+            32 => b.ew("stablehlo.xor", &[&y[0], &y[1]]),
+            _ => {
+                let x = b.ew("stablehlo.xor", &[&y[0], &y[1]]);
+                b.op("stablehlo.convert", &[&x], "", out)
+            }
+        }
     }
 
     /// Fast mode: `@box_muller_S(key) -> f32`: [`initc_rng::box_muller`] of each element's

@@ -116,6 +116,7 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         local: &region.shape,
         compute,
         lanes,
+        tables: lanes > 1 && bf16_tables(),
         memo: HashMap::new(),
         seeded: m.seed_dependent(),
         funcs: Funcs::shard(&grouped, m.rng),
@@ -195,6 +196,8 @@ struct Emitter<'a> {
     compute: Vec<u64>,
     /// Elements per group (1: element-wise program).
     lanes: u64,
+    /// Packed bf16 draws use tables ([`bf16_tables`]).
+    tables: bool,
     /// Scalars and offsets read once however many lanes use them.
     memo: HashMap<String, Val>,
     seeded: Vec<bool>,
@@ -248,6 +251,12 @@ impl Emitter<'_> {
         let arg = Val { name: name.into(), ty: placeholder.into() };
         let attr = format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([start as u64]), i64_array([(start + n) as u64]), i64_array([1]));
         self.body.op("stablehlo.slice", &[&arg], &attr, &tensor(&[n as u64], "ui32"))
+    }
+
+    /// Whether random op `v` is a packed bf16 draw read from its table (consts: the table).
+    fn looks_up(&self, v: Value) -> bool {
+        let n = self.m.node(v);
+        self.tables && n.ty.dtype == DType::BF16 && matches!(n.op, Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. })
     }
 
     fn get1(&self, v: Value, lane: usize) -> Result<Val, LowerError> {
@@ -445,7 +454,7 @@ impl Emitter<'_> {
             Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } => Some(self.key(key)?),
             _ => None,
         };
-        let table = bf16_tables() && self.lanes > 1 && dt == DType::BF16 && matches!(node.op, Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. });
+        let table = self.looks_up(v);
         let consts: Vec<Val> = match node.op {
             _ if table => vec![self.bf16_table(v)],
             Op::Uniform { min, max, .. } => {
@@ -476,7 +485,7 @@ impl Emitter<'_> {
         let out = out.to_string();
         let k = || key.cloned().ok_or(LowerError::Internal("random op without key".into()));
         Ok(match node.op.clone() {
-            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if consts.len() == 1 && self.lanes > 1 && dt == DType::BF16 => {
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if self.looks_up(v) => {
                 // a bf16 draw is a function of 8 random bits: look it up
                 let f = self.funcs.word(16, local);
                 let x = self.body.call(&f, &[&k()?], &[tensor(local, "ui32")]).remove(0);
@@ -505,30 +514,7 @@ impl Emitter<'_> {
                 let f = self.funcs.truncated_normal(dt, local);
                 self.body.call(&f, &[&k()?, &consts[0], &consts[1], &consts[2], &consts[3]], &[out]).remove(0)
             }
-            Op::RandomBits { width, .. } if self.funcs.fast && width < 64 => {
-                let f = self.funcs.word(width.into(), local);
-                let x = self.body.call(&f, &[&k()?], &[tensor(local, "ui32")]).remove(0);
-                if width == 32 { x } else { self.body.op("stablehlo.convert", &[&x], "", &out) }
-            }
-            Op::RandomBits { width, .. } => {
-                let t = tensor(local, "ui32");
-                let f = self.funcs.bits(local);
-                let y = self.body.call(&f, &[&k()?], &[t.clone(), t]);
-                match width {
-                    64 => {
-                        let h = self.body.op("stablehlo.convert", &[&y[0]], "", &out);
-                        let l = self.body.op("stablehlo.convert", &[&y[1]], "", &out);
-                        let c = self.body.constant("32", &out);
-                        let hs = self.body.ew("stablehlo.shift_left", &[&h, &c]);
-                        self.body.ew("stablehlo.or", &[&hs, &l])
-                    }
-                    32 => self.body.ew("stablehlo.xor", &[&y[0], &y[1]]),
-                    _ => {
-                        let x = self.body.ew("stablehlo.xor", &[&y[0], &y[1]]);
-                        self.body.op("stablehlo.convert", &[&x], "", &out)
-                    }
-                }
-            }
+            Op::RandomBits { width, .. } => self.funcs.random_bits(&mut self.body, &k()?, width, local, &out),
             Op::Binary { op: BinaryOp::Mul, .. } if self.m.normal_times_constant(v, &self.seeded).is_some() => {
                 let (key, c) = self.m.normal_times_constant(v, &self.seeded).ok_or(LowerError::Internal("pattern".into()))?;
                 let k = self.key(key)?;
