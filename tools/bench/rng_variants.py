@@ -199,6 +199,130 @@ def v_bmp_u64():
     return _pack2(z0 * jnp.float32(0.02), z1 * jnp.float32(0.02))
 
 
+COLS = 4096  # 2-D variants: [N / COLS, COLS] like a weight shard
+
+
+def v_tf4_tab2d_bf16():
+    tab = lax.bitcast_convert_type(table_bf16(), jnp.uint16)
+    g = lax.broadcasted_iota(U32, (N // COLS, COLS // 4), 0) * U32(COLS // 4) + lax.broadcasted_iota(U32, (N // COLS, COLS // 4), 1)
+    x, y = threefry(jnp.zeros_like(g), g)
+    lanes = [x, x >> U32(16), y, y >> U32(16)]
+    return _pack4([jnp.take(tab, (l & U32(0xFF)).astype(jnp.int32), mode="clip") for l in lanes])
+
+
+def v_tf1_tab_bf16():  # one bf16 per threefry block: a single gather per element
+    tab = lax.bitcast_convert_type(table_bf16(), jnp.uint16)
+    g = lax.iota(U32, N)
+    x, y = threefry(jnp.zeros_like(g), g)
+    return lax.bitcast_convert_type(jnp.take(tab, ((x ^ y) & U32(0xFF)).astype(jnp.int32), mode="clip"), jnp.bfloat16)
+
+
+def v_tf4_tab1g_bf16():  # 4 lanes through one gather: indices packed as 4 x 8 bits, table of 4-lane u64? no: 2 lanes x 16-bit index into a 65536-entry u32 table
+    tab = lax.bitcast_convert_type(table_bf16(), jnp.uint16).astype(U32)
+    i = jnp.arange(65536, dtype=U32)
+    tab2 = tab[i & U32(0xFF)] | (tab[(i >> U32(8)) & U32(0xFF)] << U32(16))  # two lanes per lookup
+    g = lax.iota(U32, N // 4)
+    x, y = threefry(jnp.zeros_like(g), g)
+    # lanes 0,1 come from x (low byte of each 16-bit half), lanes 2,3 from y
+    ix = (x & U32(0xFF)) | ((x >> U32(8)) & U32(0xFF00))
+    iy = (y & U32(0xFF)) | ((y >> U32(8)) & U32(0xFF00))
+    a = jnp.take(tab2, ix.astype(jnp.int32), mode="clip").astype(jnp.uint64)
+    b = jnp.take(tab2, iy.astype(jnp.int32), mode="clip").astype(jnp.uint64)
+    return lax.bitcast_convert_type(a | (b << jnp.uint64(32)), jnp.bfloat16).reshape(N)
+
+
+def _tab14():  # two 7-bit lanes per entry: T[i & 0x7F] | T[i >> 7] << 16
+    t = lax.bitcast_convert_type(table_bf16(), jnp.uint16)[::2].astype(U32)  # 128 entries (bit 0 unused)
+    i = jnp.arange(16384, dtype=U32)
+    return t[i & U32(0x7F)] | (t[i >> U32(7)] << U32(16))
+
+
+def v_tf2_tab14_bf16():  # 2 bf16 per threefry block, one gather of a 2-lane entry
+    g = lax.iota(U32, N // 2)
+    x, y = threefry(jnp.zeros_like(g), g)
+    v = jnp.take(_tab14(), (x & U32(0x3FFF)).astype(jnp.int32), mode="clip")
+    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+
+
+def v_tf2_tab14_2d_bf16():
+    g = lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 0) * U32(COLS // 2) + lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 1)
+    x, y = threefry(jnp.zeros_like(g), g)
+    v = _tab14().at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
+    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+
+
+def v_tf2_tab14arg_bf16(tab14):  # the 2-lane table as a runtime argument (initc uploads it with the launch)
+    g = lax.iota(U32, N // 2)
+    x, y = threefry(jnp.zeros_like(g), g)
+    v = tab14.at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
+    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+
+
+def v_tf2_tab14arg_2d_bf16(tab14):
+    g = lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 0) * U32(COLS // 2) + lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 1)
+    x, y = threefry(jnp.zeros_like(g), g)
+    v = tab14.at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
+    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+
+
+def v_tf2_tab128arg_bf16(tab128):  # the 2-lane entry built in the program from a 128-entry argument
+    tab14 = tab128[jnp.arange(16384) & 0x7F] | (tab128[jnp.arange(16384) >> 7] << U32(16))
+    g = lax.iota(U32, N // 2)
+    x, y = threefry(jnp.zeros_like(g), g)
+    v = tab14.at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
+    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+
+
+def v_poly4_bf16():  # timing only: 4 lanes per block, an odd degree-15 polynomial of a 7-bit lane index
+    g = lax.iota(U32, N // 4)
+    x, y = threefry(jnp.zeros_like(g), g)
+    coef = [1.2533, 0.3281, 0.1611, 0.0512, 0.3172, -0.9, 1.6, -1.1]
+
+    def q(w):
+        t = ((w >> U32(1)) & U32(0x7F)).astype(jnp.float32) * jnp.float32(1 / 64) - jnp.float32(63.5 / 64)
+        t2 = t * t
+        p = jnp.float32(coef[-1])
+        for c in coef[-2::-1]:
+            p = p * t2 + jnp.float32(c)
+        return lax.bitcast_convert_type((t * p * jnp.float32(0.02)).astype(jnp.bfloat16), jnp.uint16)
+    return _pack4([q(x), q(x >> U32(16)), q(y), q(y >> U32(16))])
+
+
+def bm16_lo(h, a, deg):  # Box-Muller from a 16-bit radius word h and a 16-bit angle word a (both in the low bits)
+    u1 = (h + U32(1)).astype(jnp.float32) * jnp.float32(2.0**-16)
+    r = jnp.sqrt(jnp.float32(-2.0) * jnp.log(u1))
+    q = a >> U32(14)
+    d = (a & U32(0x3FFF)).astype(jnp.float32) * jnp.float32(2.0**-14) - jnp.float32(0.5)
+    t = d * jnp.float32(np.pi / 2)
+    t2 = t * t
+    if deg == 5:
+        s = t * (1 + t2 * (-1 / 6 + t2 / 120))
+        c = 1 + t2 * (-0.5 + t2 * (1 / 24 - t2 / 720))
+    else:
+        s = t * (1 + t2 * (-1 / 6 + t2 * (1 / 120 + t2 * (-1 / 5040 + t2 / 362880))))
+        c = 1 + t2 * (-0.5 + t2 * (1 / 24 + t2 * (-1 / 720 + t2 / 40320)))
+    h2 = jnp.float32(np.sqrt(0.5))
+    sn, cs = (s + c) * h2, (c - s) * h2
+    cz = jnp.where(q == 0, cs, jnp.where(q == 1, -sn, jnp.where(q == 2, -cs, sn)))
+    sz = jnp.where(q == 0, sn, jnp.where(q == 1, cs, jnp.where(q == 2, -sn, -cs)))
+    return r * cz, r * sz
+
+
+def v_bm16_bf16():  # 4 bf16 normals per block: two Box-Muller pairs of 16-bit words, low-degree sin/cos
+    g = lax.iota(U32, N // 4)
+    x, y = threefry(jnp.zeros_like(g), g)
+    a0, a1 = bm16_lo(x & U32(0xFFFF), x >> U32(16), 5)
+    b0, b1 = bm16_lo(y & U32(0xFFFF), y >> U32(16), 5)
+    bf = lambda z: lax.bitcast_convert_type((z * jnp.float32(0.02)).astype(jnp.bfloat16), jnp.uint16)
+    return _pack4([bf(a0), bf(a1), bf(b0), bf(b1)])
+
+
+def v_bits4_bf16():  # the floor: 4 bf16 per block, no transform
+    g = lax.iota(U32, N // 4)
+    x, y = threefry(jnp.zeros_like(g), g)
+    return lax.bitcast_convert_type(x.astype(jnp.uint64) | (y.astype(jnp.uint64) << jnp.uint64(32)), jnp.bfloat16).reshape(N)
+
+
 def v_bits_u64():
     g = lax.iota(U32, N // 2)
     x, y = threefry(jnp.zeros_like(g), g)
@@ -289,7 +413,7 @@ def v_ph4_bmp_bf16():
 
 
 VARIANTS = [v_ph4_bits, v_ph4_bmp, v_ph2_bmp, v_ph4_erf, v_ph4_tab_bf16, v_ph4_bmp_bf16, v_bits_u64, v_bm_u64, v_bmp_u64, v_tf4_tab2_bf16, v_bmp4_bf16, v_jax, v_tf2_sel, v_tf2_u64, v_philox_sel, v_jax_bf16, v_tf4_sel_bf16, v_tf4_u64_bf16,
-            v_tf4_tab_bf16, v_tab_sel_bf16]
+            v_tf4_tab_bf16, v_tab_sel_bf16, v_tf4_tab2d_bf16, v_tf1_tab_bf16, v_tf4_tab1g_bf16, v_tf2_tab14_bf16, v_tf2_tab14_2d_bf16, v_bm16_bf16, v_bits4_bf16, v_tf2_tab14arg_bf16, v_tf2_tab14arg_2d_bf16, v_tf2_tab128arg_bf16, v_poly4_bf16]
 
 
 def main():
@@ -301,22 +425,28 @@ def main():
         if only and name not in only:
             continue
         t0 = time.perf_counter()
-        f = jax.jit(v).lower().compile()
+        args = {"tab14": (_tab14(),), "tab128": (lax.bitcast_convert_type(table_bf16(), jnp.uint16)[::2].astype(U32),)}
+        a = next((args[k] for k in args if v.__code__.co_varnames[:v.__code__.co_argcount] == (k,)), ())
+        f = jax.jit(v).lower(*a).compile()
         c = time.perf_counter() - t0
-        out = f()
+        out = f(*a)
         out.block_until_ready()
         ts = []
         for _ in range(5):
             del out
             t0 = time.perf_counter()
-            out = f()
+            out = f(*a)
             out.block_until_ready()
             ts.append(time.perf_counter() - t0)
         hlo = f.as_text()
         kernels = hlo.count("fusion(") + hlo.count("custom-call(")
+        try:
+            temp = f.memory_analysis().temp_size_in_bytes
+        except Exception:  # noqa: BLE001 - not every backend reports it
+            temp = -1
         head = np.asarray(out[:8].astype(jnp.float32))
         print(f"{name:16s} {min(ts)*1e3:8.3f} ms  {N*out.dtype.itemsize/min(ts)/1e9:7.1f} GB/s  "
-              f"compile {c:5.2f} s  kernels~{kernels}  head {np.array2string(head, precision=4)}", flush=True)
+              f"compile {c:5.2f} s  kernels~{kernels}  temp {temp / 1e6:8.1f} MB  head {np.array2string(head, precision=4)}", flush=True)
         ref[name] = out
         del out
 

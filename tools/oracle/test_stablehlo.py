@@ -43,6 +43,9 @@ CASES = [
     ("gpt2_tiny", ["--rng", "fast", "--mesh", "fsdp=2,tp=4", "--rules", "fsdp+tp", "--uneven", "pad"], 8, "gspmd", None),
     ("mlp", ["--rng", "fast"], 1, "shardy", 9),
     ("mlp_sharded", ["--rng", "fast", "--mesh", "data=2,model=4"], 8, "gspmd", None),
+    # bf16 fast draws: two values per block, 7 bits of y0 each (element-wise form in the SPMD module)
+    ("llama3_tiny@bf16", ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 4, "shardy", None),
+    ("gpt2_tiny@bf16", ["--rng", "fast", "--mesh", "fsdp=2,tp=4", "--rules", "fsdp+tp", "--uneven", "pad"], 8, "gspmd", 2**32 + 5),
 ]
 
 
@@ -94,6 +97,11 @@ def main():
             if os.environ.get("INITC_ORACLE_ONLY", "") not in name:
                 continue
             src = f"examples/{ex}.toml"
+            if "@" in ex:  # "example@dtype": the example with [model] dtype set
+                ex, dt = ex.split("@")
+                src = os.path.join(tmp, f"{ex}_{dt}.toml")
+                text = open(os.path.join(ROOT, "examples", f"{ex}.toml")).read()
+                open(src, "w").write(text.replace("[model]\n", f'[model]\ndtype = "{dt}"\n', 1))
             mlir = os.path.join(tmp, f"{i}.mlir")
             initc("lower", src, *extra, "--partitioner", part, "-o", mlir)
             t0 = time.time()

@@ -27,11 +27,13 @@ fn model(ex: &str, mesh: Option<&str>) -> initc_ir::Module {
     let path = root.join("examples").join(format!("{ex}.toml"));
     let mut src = std::fs::read_to_string(&path).unwrap();
     if let Some(m) = mesh {
-        // a [model] addition goes into the existing table, anything else at the end
-        match m.strip_prefix("[model]\n") {
-            Some(keys) => src = src.replacen("[model]\n", &format!("[model]\n{keys}"), 1),
-            None => src.push_str(m),
-        }
+        // leading [model] keys go into the existing table, the other tables at the end
+        let (keys, rest) = match m.strip_prefix("[model]\n") {
+            Some(x) => x.find("\n[").map_or((x, ""), |i| (&x[..=i], &x[i + 1..])),
+            None => ("", m),
+        };
+        src = src.replacen("[model]\n", &format!("[model]\n{keys}"), 1);
+        src.push_str(rest);
     }
     initc_frontend::trace_toml(ex, &src, ex)
         .unwrap()
@@ -47,7 +49,7 @@ fn small_models_match_the_cpu_engine() {
         .flat_map(|e| [(e, RngMode::Jax), (e, RngMode::Fast)])
     {
         let mut m = match ex.split_once('@') {
-            // the model in another dtype: bf16 packs 4 values per block and uses tables
+            // the model in another dtype: bf16 draws pack 2 values per block (one pair-table lookup)
             Some((e, dt)) => model(e, Some(&format!("[model]\ndtype = \"{dt}\"\n"))),
             None => model(ex, None),
         };
@@ -77,8 +79,9 @@ fn small_models_match_the_cpu_engine() {
 #[test]
 fn shards_are_slices_of_the_unsharded_run() {
     let Some(client) = client() else { return };
-    for rng in [RngMode::Jax, RngMode::Fast] {
-        let mut whole = model("llama3_tiny", None);
+    // bf16 in fast mode: two values per block from one pair-table lookup
+    for (dtype, rng) in [("", RngMode::Jax), ("", RngMode::Fast), ("[model]\ndtype = \"bf16\"\n", RngMode::Fast)] {
+        let mut whole = model("llama3_tiny", Some(dtype));
         whole.rng = rng;
         let full = Materializer::new(&whole, client.clone(), &[0], &CompileOptions::portable())
             .unwrap()
@@ -94,7 +97,7 @@ fn shards_are_slices_of_the_unsharded_run() {
             "[mesh]\nfsdp = 2\ntp = 2\n[sharding]\nrules = \"fsdp+tp\"\n",
             "[mesh]\ntp = 3\n[sharding]\nrules = \"tp\"\nuneven = \"pad\"\n",
         ] {
-            let mut m = model("llama3_tiny", Some(mesh));
+            let mut m = model("llama3_tiny", Some(&format!("{dtype}{mesh}")));
             m.rng = rng;
             let n = m.mesh.as_ref().unwrap().devices();
             for dev in 0..n {
@@ -114,7 +117,7 @@ fn shards_are_slices_of_the_unsharded_run() {
                     );
                     assert!(
                         got == want,
-                        "rng={}: {mesh}: device {dev}: {} differs from the unsharded run",
+                        "rng={} {dtype}: {mesh}: device {dev}: {} differs from the unsharded run",
                         rng.name(),
                         s.fqn
                     );

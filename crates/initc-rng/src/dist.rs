@@ -80,13 +80,28 @@ pub enum Mode {
     #[default]
     Jax,
     /// Packed: threefry(counter `g = i / L`) feeds `L = 64 / w` elements of width `w`; element
-    /// `i` is lane `i % L` of `y0 | y1 << 32`, counted from the low end.
+    /// `i` is lane `i % L` of `y0 | y1 << 32`, counted from the low end. bf16 draws (uniform,
+    /// normal, truncated normal) are the exception: see [`bf16_draw_bits`].
     Fast,
 }
 
 /// Lanes per threefry block in fast mode for values of `width` bits.
 pub fn fast_lanes(width: u32) -> u64 {
     64 / u64::from(width.clamp(8, 64))
+}
+
+/// Fast mode: elements per threefry block of a bf16 draw ([`bf16_draw_bits`]).
+pub const BF16_DRAW_LANES: u64 = 2;
+
+/// Fast mode: the random word of element `i` of a bf16 draw, from the block `(y0, y1)` of
+/// its group `i / 2` and its lane `j = i % 2`. JAX's bf16 transforms read 7 bits
+/// (`(x & 0xFF) >> 1`), so the two elements of a group take bits `7j .. 7j + 7` of `y0`:
+/// the word is `((y0 >> 7j) & 0x7F) << 1`. A shard program then finds both elements of a
+/// group with one lookup of the 14 bits `y0 & 0x3FFF` in a 16384-entry table of value pairs
+/// (one gather per block fuses into XLA's store kernel; one gather per element does not).
+#[inline(always)]
+pub fn bf16_draw_bits(y0: u32, j: u64) -> u32 {
+    ((y0 >> (7 * j)) & 0x7F) << 1
 }
 
 /// Lane `j` (width `w` bits) of the 64-bit block `y0 | y1 << 32`.
@@ -434,10 +449,20 @@ pub fn bf16_table(draw: HalfDraw) -> Vec<u16> {
     out
 }
 
-/// A 16-bit draw: its 16-bit random words, then [`half_from_bits`].
+/// The random words of a 16-bit draw: 16-bit words ([`bits32`]), except for bf16 in fast
+/// mode ([`bf16_draw_bits`]).
+pub fn half_draw_bits(mode: Mode, h: Half, key: Key, idx: Indices, out: &mut [u32]) {
+    if mode == Mode::Fast && h == Half::BF16 {
+        for_blocks(key, idx, BF16_DRAW_LANES, |j, lane, y0, _| out[j] = bf16_draw_bits(y0, lane));
+    } else {
+        bits32(mode, 16, key, idx, out);
+    }
+}
+
+/// A 16-bit draw: its random words ([`half_draw_bits`]), then [`half_from_bits`].
 fn half_draw(mode: Mode, h: Half, key: Key, idx: Indices, draw: HalfDraw, out: &mut [u16]) {
     let mut bits = vec![0u32; out.len()];
-    bits32(mode, 16, key, idx, &mut bits);
+    half_draw_bits(mode, h, key, idx, &mut bits);
     half_from_bits(h, draw, &bits, out);
 }
 

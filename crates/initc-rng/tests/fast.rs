@@ -38,6 +38,29 @@ fn fast_bits_are_lanes_of_one_block_per_group() {
 }
 
 #[test]
+fn fast_bf16_draws_take_7_bits_of_y0_per_element_two_per_block() {
+    // the definition, element by element: group i / 2, bits 7j .. 7j + 7 of y0, as the 8-bit
+    // word JAX's bf16 transforms read (`(x & 0xFF) >> 1`)
+    let spell = |i: u64| {
+        let g = i / 2;
+        let [y0, _] = threefry2x32(KEY, [(g >> 32) as u32, g as u32]);
+        ((y0 >> (7 * (i % 2))) & 0x7F) << 1
+    };
+    let (start, len) = ((1u64 << 33) - 3, 21usize);
+    let mut run = vec![0u32; len];
+    half_draw_bits(Mode::Fast, Half::BF16, KEY, Indices::Run { start, len }, &mut run);
+    assert_eq!(run, (start..start + len as u64).map(spell).collect::<Vec<_>>());
+    let list: Vec<u64> = vec![start + 1, 6, 0, 1 << 41];
+    let mut got = vec![0u32; list.len()];
+    half_draw_bits(Mode::Fast, Half::BF16, KEY, Indices::List(&list), &mut got);
+    assert_eq!(got, list.iter().map(|&i| spell(i)).collect::<Vec<_>>());
+    // f16 keeps 16-bit lanes, four per block
+    let mut f16 = vec![0u32; len];
+    half_draw_bits(Mode::Fast, Half::F16, KEY, Indices::Run { start, len }, &mut f16);
+    assert_eq!(f16, (start..start + len as u64).map(|i| lane_of(i, 16)).collect::<Vec<_>>());
+}
+
+#[test]
 fn fast_normal_pairs_come_from_one_block_and_any_piece_equals_the_whole() {
     let n = 4099;
     let mut whole = vec![0f32; n];
@@ -140,7 +163,7 @@ fn bf16_table_is_the_draw_of_its_8_bits() {
                 HalfDraw::Uniform { .. } => uniform_half_bits(mode, Half::BF16, KEY, idx, lower, upper, &mut got),
             }
             let mut bits = vec![0u32; n];
-            bits32(mode, 16, KEY, idx, &mut bits);
+            half_draw_bits(mode, Half::BF16, KEY, idx, &mut bits);
             for i in 0..n {
                 assert_eq!(got[i], table[(bits[i] & 0xFF) as usize], "{draw:?} {mode:?} element {i}");
             }

@@ -198,6 +198,31 @@ impl Funcs {
         })
     }
 
+    /// Fast mode: `@bf16word_S(key) -> tensor<S x ui32>`: each element's random word for a
+    /// bf16 draw, [`initc_rng::bf16_draw_bits`] (two elements per block, 7 bits of `y0` each).
+    pub fn bf16_word(&mut self, shape: &[u64]) -> String {
+        let t = tensor(shape, "ui32");
+        let name = format!("bf16word_{}{}", shape_tag(shape), self.mode_tag());
+        self.define(&name, &[self.key_ty()], std::slice::from_ref(&t), |f, b, a| {
+            let (y0, sh) = if let Some((_, j)) = f.lane {
+                let bits = f.bits(shape);
+                let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
+                (y[0].clone(), b.constant(&(7 * j).to_string(), &t))
+            } else {
+                let blk = f.block(initc_rng::BF16_DRAW_LANES, shape);
+                let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
+                let seven = b.constant("7", &t);
+                (y[0].clone(), b.ew("stablehlo.multiply", &[&y[2], &seven]))
+            };
+            let x = b.ew("stablehlo.shift_right_logical", &[&y0, &sh]);
+            let mask = b.constant("127", &t);
+            let x = b.ew("stablehlo.and", &[&x, &mask]);
+            let one = b.constant("1", &t);
+            let r = b.ew("stablehlo.shift_left", &[&x, &one]);
+            b.ret(&[&r]);
+        })
+    }
+
     /// `random_bits(key, shape, uint<width>)` inside a body, as a `tensor<S x out>`: 64 bits
     /// are `y0 << 32 | y1` in both modes; narrower widths are [`Funcs::word`] in fast mode and
     /// JAX's `y0 ^ y1` (low bits) otherwise.
@@ -292,7 +317,7 @@ impl Funcs {
                 }
                 _ => {
                     let x = if f.fast {
-                        let w = f.word(if dt == DType::F32 { 32 } else { 16 }, shape);
+                        let w = if dt == DType::BF16 { f.bf16_word(shape) } else { f.word(if dt == DType::F32 { 32 } else { 16 }, shape) };
                         b.call(&w, &[&a[0]], std::slice::from_ref(&t32)).remove(0)
                     } else {
                         b.ew("stablehlo.xor", &[&y[0], &y[1]])

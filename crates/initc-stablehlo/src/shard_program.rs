@@ -31,6 +31,9 @@ use crate::rng::{fast_truncation_is_vacuous, truncated_consts, uniform_consts, F
 use crate::text::{elem, i64_array, tensor, Body, Val};
 use crate::LowerError;
 
+/// Entries of a bf16 pair table ([`Emitter::bf16_table`]): two 7-bit words.
+const PAIRS: u64 = 1 << 14;
+
 /// A group of words in the packed argument, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
@@ -116,7 +119,6 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         local: &region.shape,
         compute,
         lanes,
-        tables: lanes > 1 && bf16_tables(),
         memo: HashMap::new(),
         seeded: m.seed_dependent(),
         funcs: Funcs::shard(&grouped, m.rng),
@@ -139,17 +141,10 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
     Ok(e.finish(&p.ty.dtype, out))
 }
 
-/// Whether packed bf16 draws look their values up in a 256-entry table (`INITC_BF16_TABLES=1`,
-/// experimental). Measured on an H200 (8B bf16, fast mode): 16.8 ms instead of 30.7 ms, but
-/// XLA does not fuse the gather into the store, so peak memory is 1.097x the shard bytes;
-/// the default keeps memory exact.
-fn bf16_tables() -> bool {
-    std::env::var_os("INITC_BF16_TABLES").is_some_and(|v| v == "1")
-}
-
-/// Fast mode packs `L = 64 / w` consecutive elements of width `w` per threefry block; a
-/// shard program computes a parameter in groups of `L` (one block, `L` results, one 64-bit
-/// store) when every random op in its program draws at the parameter's width, and the last
+/// Fast mode feeds `L` consecutive elements from one threefry block (`L = 64 / w` for width
+/// `w`, 2 for bf16 draws: [`initc_rng::bf16_draw_bits`]); a shard program computes a
+/// parameter in groups of `L` (one block, `L` results, one store of `L * w` bits) when every
+/// random op in its program draws at the parameter's width with the same `L`, and the last
 /// dimension of the array, of the shard and of the shard's offset are multiples of `L` (so no
 /// group straddles shards). Returns `L`, or 1 for the element-wise form.
 fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
@@ -159,20 +154,27 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
         return 1;
     }
     let width = 8 * dt.size_bytes() as u32;
-    let lanes = initc_rng::fast_lanes(width);
+    let mut lanes = None;
+    for v in cone(m, p.value) {
+        let n = m.node(v);
+        let w = n.ty.dtype.size_bytes() as u32 * 8;
+        let (w, l) = match n.op {
+            Op::RandomBits { width: w, .. } => (u32::from(w), initc_rng::fast_lanes(w.into())),
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if n.ty.dtype == DType::BF16 => (w, initc_rng::BF16_DRAW_LANES),
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => (w, initc_rng::fast_lanes(w)),
+            _ => continue,
+        };
+        if w != width || lanes.is_some_and(|x| x != l) {
+            return 1;
+        }
+        lanes = Some(l);
+    }
+    let lanes = lanes.unwrap_or_else(|| initc_rng::fast_lanes(width));
     let last = p.ty.shape.len() - 1;
     if p.ty.shape[last] % lanes != 0 || region.shape[last] % lanes != 0 || region.offset[last] % lanes != 0 {
         return 1;
     }
-    let same_width = cone(m, p.value).into_iter().all(|v| {
-        let n = m.node(v);
-        match n.op {
-            Op::RandomBits { width: w, .. } => u32::from(w) == width,
-            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => n.ty.dtype.size_bytes() as u32 * 8 == width,
-            _ => true,
-        }
-    });
-    if same_width { lanes } else { 1 }
+    lanes
 }
 
 /// The nodes `v` depends on (itself included), ascending (= topological).
@@ -196,8 +198,6 @@ struct Emitter<'a> {
     compute: Vec<u64>,
     /// Elements per group (1: element-wise program).
     lanes: u64,
-    /// Packed bf16 draws use tables ([`bf16_tables`]).
-    tables: bool,
     /// Scalars and offsets read once however many lanes use them.
     memo: HashMap<String, Val>,
     seeded: Vec<bool>,
@@ -256,7 +256,7 @@ impl Emitter<'_> {
     /// Whether random op `v` is a packed bf16 draw read from its table (consts: the table).
     fn looks_up(&self, v: Value) -> bool {
         let n = self.m.node(v);
-        self.tables && n.ty.dtype == DType::BF16 && matches!(n.op, Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. })
+        self.lanes > 1 && n.ty.dtype == DType::BF16 && matches!(n.op, Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. })
     }
 
     fn get1(&self, v: Value, lane: usize) -> Result<Val, LowerError> {
@@ -366,12 +366,40 @@ impl Emitter<'_> {
         tensor(&self.compute, elem(dt))
     }
 
-    /// The 256-entry bf16 table of random op `v` as a `tensor<256xbf16>`.
+    /// The pair table of bf16 random op `v`: `tensor<16384xui32>`, entry `k` holding the
+    /// values of the 7-bit words `k & 0x7F` (low half) and `k >> 7` (high half), built from
+    /// the 256-entry [`HostValue::Bf16Table`] (one small kernel per launch).
     fn bf16_table(&mut self, v: Value) -> Val {
         let (start, n) = self.slot(Slot::Bf16Table, Some(HostValue::Bf16Table(v)));
         let w = self.words(start, n);
-        let t = self.body.op("stablehlo.bitcast_convert", &[&w], "", &tensor(&[128, 2], "bf16"));
-        self.body.op("stablehlo.reshape", &[&t], "", &tensor(&[256], "bf16"))
+        let t = self.body.op("stablehlo.bitcast_convert", &[&w], "", &tensor(&[128, 2], "ui16"));
+        let t = self.body.op("stablehlo.reshape", &[&t], "", &tensor(&[256], "ui16"));
+        let k = tensor(&[PAIRS], "ui32");
+        let io = self.body.op("stablehlo.iota", &[], "iota_dimension = 0 : i64", &k);
+        let mut halves = Vec::new();
+        for shift in [0, 7] {
+            let s = self.body.constant(&shift.to_string(), &k);
+            let x = self.body.ew("stablehlo.shift_right_logical", &[&io, &s]);
+            let m = self.body.constant("127", &k);
+            let x = self.body.ew("stablehlo.and", &[&x, &m]);
+            let one = self.body.constant("1", &k);
+            let x = self.body.ew("stablehlo.shift_left", &[&x, &one]); // the 8-bit word JAX reads
+            let h = self.lookup(&t, &x, &[PAIRS], "ui16");
+            halves.push(self.body.op("stablehlo.convert", &[&h], "", &k));
+        }
+        let sixteen = self.body.constant("16", &k);
+        let hi = self.body.ew("stablehlo.shift_left", &[&halves[1], &sixteen]);
+        self.body.ew("stablehlo.or", &[&halves[0], &hi])
+    }
+
+    /// `table[index]` for a 1-D `table` and a ui32 `index` of shape `shape` (one gather).
+    fn lookup(&mut self, table: &Val, index: &Val, shape: &[u64], out_elem: &str) -> Val {
+        let x = self.body.op("stablehlo.convert", &[index], "", &tensor(shape, "i32"));
+        let mut col = shape.to_vec();
+        col.push(1);
+        let x = self.body.op("stablehlo.reshape", &[&x], "", &tensor(&col, "i32"));
+        let attr = format!("dimension_numbers = #stablehlo.gather<collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = {}>, indices_are_sorted = false, slice_sizes = array<i64: 1>", shape.len());
+        self.body.op("stablehlo.gather", &[table, &x], &attr, &tensor(shape, out_elem))
     }
 
     /// The shard's offset in dim `d` as a `tensor<ui64>` (one slot per program).
@@ -392,12 +420,13 @@ impl Emitter<'_> {
     }
 
     /// Interleaves the lanes of a packed program's result: lane `j` of group `g` is element
-    /// `g * L + j`. Each lane's bits go to bits `j*w ..` of a u64, whose bitcast to `L` values
-    /// of the dtype (little-endian, as on x86 and GPUs) is reshaped to the local shape.
+    /// `g * L + j`. Each lane's bits go to bits `j*w ..` of a `L*w`-bit word (u64, or u32 for
+    /// bf16 pairs), whose bitcast to `L` values of the dtype (little-endian, as on x86 and
+    /// GPUs) is reshaped to the local shape.
     fn pack(&mut self, dt: DType, lanes: &[Val]) -> Val {
-        let w = 8 * dt.size_bytes();
+        let w = 8 * dt.size_bytes() as u64;
         let uint = format!("ui{w}");
-        let t64 = tensor(&self.compute, "ui64");
+        let tw = tensor(&self.compute, &format!("ui{}", w * lanes.len() as u64));
         let mut acc: Option<Val> = None;
         for (j, v) in lanes.iter().enumerate() {
             let bits = if matches!(dt, DType::F32 | DType::BF16 | DType::F16 | DType::I32) {
@@ -405,9 +434,9 @@ impl Emitter<'_> {
             } else {
                 v.clone()
             };
-            let x = self.body.op("stablehlo.convert", &[&bits], "", &t64);
+            let x = self.body.op("stablehlo.convert", &[&bits], "", &tw);
             let x = if j == 0 { x } else {
-                let sh = self.body.constant(&(j as u64 * w).to_string(), &t64);
+                let sh = self.body.constant(&(j as u64 * w).to_string(), &tw);
                 self.body.ew("stablehlo.shift_left", &[&x, &sh])
             };
             acc = Some(match acc {
@@ -415,7 +444,7 @@ impl Emitter<'_> {
                 Some(a) => self.body.ew("stablehlo.or", &[&a, &x]),
             });
         }
-        let acc = acc.unwrap_or_else(|| self.body.constant("0", &t64));
+        let acc = acc.unwrap_or_else(|| self.body.constant("0", &tw));
         let mut split = self.compute.clone();
         split.push(lanes.len() as u64);
         let v = self.body.op("stablehlo.bitcast_convert", &[&acc], "", &tensor(&split, elem(dt)));
@@ -486,17 +515,20 @@ impl Emitter<'_> {
         let k = || key.cloned().ok_or(LowerError::Internal("random op without key".into()));
         Ok(match node.op.clone() {
             Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if self.looks_up(v) => {
-                // a bf16 draw is a function of 8 random bits: look it up
-                let f = self.funcs.word(16, local);
-                let x = self.body.call(&f, &[&k()?], &[tensor(local, "ui32")]).remove(0);
-                let m = self.body.constant("255", &x.ty);
-                let x = self.body.ew("stablehlo.and", &[&x, &m]);
-                let x = self.body.op("stablehlo.convert", &[&x], "", &tensor(local, "i32"));
-                let mut col = local.to_vec();
-                col.push(1);
-                let x = self.body.op("stablehlo.reshape", &[&x], "", &tensor(&col, "i32"));
-                let attr = format!("dimension_numbers = #stablehlo.gather<collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = {}>, indices_are_sorted = false, slice_sizes = array<i64: 1>", local.len());
-                self.body.op("stablehlo.gather", &[&consts[0], &x], &attr, &out)
+                // both elements of a group are one pair-table entry at the 14 bits `y0 & 0x3FFF`
+                // (the lanes' gathers are identical, so XLA's CSE keeps one per block)
+                let t = tensor(local, "ui32");
+                let f = self.funcs.bits(local);
+                let y = self.body.call(&f, &[&k()?], &[t.clone(), t.clone()]);
+                let m = self.body.constant(&(PAIRS - 1).to_string(), &t);
+                let x = self.body.ew("stablehlo.and", &[&y[0], &m]);
+                let pair = self.lookup(&consts[0], &x, local, "ui32");
+                let pair = if j == 0 { pair } else {
+                    let s = self.body.constant("16", &t);
+                    self.body.ew("stablehlo.shift_right_logical", &[&pair, &s])
+                };
+                let h = self.body.op("stablehlo.convert", &[&pair], "", &tensor(local, "ui16"));
+                self.body.op("stablehlo.bitcast_convert", &[&h], "", &out)
             }
             Op::Uniform { .. } => {
                 let f = self.funcs.uniform(dt, local);
