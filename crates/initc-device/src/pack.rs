@@ -24,7 +24,7 @@ fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
     match v {
         HostValue::Bits(b) => *b,
         HostValue::Scalar(x) => first(*x),
-        HostValue::Bf16Table(_) => 0, // 128 words, packed by `pack_static`
+        HostValue::Bf16Table(_) => 0, // an argument of its own: `pack_tables`
         HostValue::NormalFactor(c) => {
             let c = f32::from_bits(first(*c) as u32);
             (initc_rng::SQRT2_F32 * c).to_bits().into()
@@ -32,15 +32,23 @@ fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
     }
 }
 
-/// [`initc_rng::bf16_table`] of the bf16 random op at `v`.
-fn bf16_table(m: &Module, v: initc_ir::Value) -> Vec<u16> {
+/// [`initc_rng::bf16_pair_table`] of the bf16 random op at `v`.
+fn bf16_pair_table(m: &Module, v: initc_ir::Value) -> Vec<u32> {
     use initc_rng::HalfDraw;
     let draw = match m.node(v).op {
         initc_ir::Op::Uniform { min, max, .. } => HalfDraw::Uniform { min: min.get(), max: max.get() },
         initc_ir::Op::TruncatedNormal { lower, upper, .. } => HalfDraw::TruncatedNormal { lower: lower.get(), upper: upper.get() },
         _ => HalfDraw::Normal,
     };
-    initc_rng::bf16_table(draw)
+    initc_rng::bf16_pair_table(draw)
+}
+
+/// The table arguments of `launch` (its [`Slot::Bf16Table`]s, in order): arguments 2, 3, ...
+pub fn pack_tables(m: &Module, launch: &Launch) -> Vec<Vec<u32>> {
+    launch.values.iter().filter_map(|v| match v {
+        HostValue::Bf16Table(t) => Some(bf16_pair_table(m, *t)),
+        _ => None,
+    }).collect()
 }
 
 /// The dynamic words of `launch` for the evaluator's seed: `PRNGKey(seed)`, then its
@@ -67,11 +75,7 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
             Slot::GroupBase(lanes) => push_u64(&mut out, base / lanes),
             Slot::Offset(d) => push_u64(&mut out, launch.region.offset[d]),
             Slot::Bf16Table => {
-                let t = match values.next() {
-                    Some(HostValue::Bf16Table(v)) => bf16_table(m, *v),
-                    _ => vec![0; 256],
-                };
-                out.extend(t.chunks(2).map(|p| u32::from(p[0]) | (u32::from(p[1]) << 16)));
+                values.next(); // an argument of its own: `pack_tables`
             }
             Slot::Scalar(dt) => {
                 let b = values.next().map_or(0, |v| bits(ev, v));

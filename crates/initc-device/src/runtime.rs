@@ -1,5 +1,6 @@
 //! Compiling the shard programs and launching them on PJRT devices.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use initc_cpu::Evaluator;
@@ -64,6 +65,8 @@ pub struct Materializer<'m> {
     executables: Vec<Executable>,
     /// Static words of every launch, on its device (`[device slot][launch]`).
     statics: Vec<Vec<Option<Buffer>>>,
+    /// Table arguments (`pack::pack_tables`), each distinct table once per device.
+    tables: Vec<DeviceTables>,
     /// Host threads enqueueing launches per device.
     threads_per_device: usize,
     pub compile_time: Duration,
@@ -84,6 +87,14 @@ pub fn assign(m: &Module, mesh_devices: &[u64], available: usize) -> Result<Vec<
     Ok(mesh_devices.iter().map(|&d| d as usize).collect())
 }
 
+/// One device's table arguments: each distinct table once, and which ones each launch takes.
+#[derive(Default)]
+struct DeviceTables {
+    buffers: Vec<Buffer>,
+    /// Per launch, indices into `buffers` (its arguments 2, 3, ...).
+    uses: Vec<Vec<usize>>,
+}
+
 impl<'m> Materializer<'m> {
     /// Plans `mesh_devices`, maps them onto the client's devices and compiles every distinct
     /// shard program (in parallel).
@@ -96,13 +107,32 @@ impl<'m> Materializer<'m> {
         let t1 = Instant::now();
         let ev = Evaluator::new(m, m.seed);
         // Static words, one thread per device (uploads to different devices overlap).
-        let statics = std::thread::scope(|s| {
+        let loaded = std::thread::scope(|s| {
             let handles: Vec<_> = plan.devices.iter().enumerate().map(|(i, dl)| {
                 let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
-                s.spawn(move || -> Result<Vec<Option<Buffer>>, DeviceError> {
+                s.spawn(move || -> Result<(Vec<Option<Buffer>>, DeviceTables), DeviceError> {
                     let mut bufs = Vec::with_capacity(dl.launches.len());
+                    let mut tables = DeviceTables::default();
+                    let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
                     let mut pending = Vec::new();
                     for l in &dl.launches {
+                        let mut uses = Vec::new();
+                        if l.region.numel() > 0 {
+                            for t in pack::pack_tables(m, l) {
+                                let k = match index.get(&t) {
+                                    Some(&k) => k,
+                                    None => {
+                                        let (buf, up) = upload_words_async(client, device, &t)?;
+                                        pending.push(up);
+                                        tables.buffers.push(buf);
+                                        index.insert(t, tables.buffers.len() - 1);
+                                        tables.buffers.len() - 1
+                                    }
+                                };
+                                uses.push(k);
+                            }
+                        }
+                        tables.uses.push(uses);
                         if l.region.numel() == 0 {
                             bufs.push(None);
                             continue;
@@ -115,13 +145,14 @@ impl<'m> Materializer<'m> {
                     for up in pending {
                         up.wait()?;
                     }
-                    Ok(bufs)
+                    Ok((bufs, tables))
                 })
             }).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>()
         })?;
+        let (statics, tables): (Vec<_>, Vec<_>) = loaded.into_iter().unzip();
         let load_time = t1.elapsed();
-        Ok(Materializer { m, client, plan, targets, executables, statics, threads_per_device: 4, compile_time, load_time })
+        Ok(Materializer { m, client, plan, targets, executables, statics, tables, threads_per_device: 4, compile_time, load_time })
     }
 
     /// How many host threads enqueue each device's launches (default 4).
@@ -181,7 +212,9 @@ impl<'m> Materializer<'m> {
                             continue;
                         };
                         let dynamic = if l.dyn_keys.is_empty() { None } else { Some(upload_words(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) };
-                        let mut res = self.executables[l.program].execute_on(device, &[stat, dynamic.as_ref().unwrap_or(root)])?;
+                        let mut args = vec![stat, dynamic.as_ref().unwrap_or(root)];
+                        args.extend(self.tables[i].uses[k].iter().map(|&t| &self.tables[i].buffers[t]));
+                        let mut res = self.executables[l.program].execute_on(device, &args)?;
                         let buf = res.pop().ok_or_else(|| DeviceError::Internal(format!("program {} returned nothing", l.program)))?;
                         out.push((k, buf, dynamic));
                     }

@@ -459,6 +459,17 @@ pub fn half_draw_bits(mode: Mode, h: Half, key: Key, idx: Indices, out: &mut [u3
     }
 }
 
+/// Entries of a bf16 pair table ([`bf16_pair_table`]).
+pub const BF16_PAIRS: usize = 1 << 14;
+
+/// Fast mode: the values of both elements of a bf16 draw's group for each of the 2^14
+/// values of `y0 & 0x3FFF` ([`bf16_draw_bits`]), as bit patterns, element 0 in the low half:
+/// entry `k` is `table[(k & 0x7F) << 1] | table[(k >> 7) << 1] << 16` ([`bf16_table`]).
+pub fn bf16_pair_table(draw: HalfDraw) -> Vec<u32> {
+    let t = bf16_table(draw);
+    (0..BF16_PAIRS as u32).map(|k| u32::from(t[(bf16_draw_bits(k, 0)) as usize]) | (u32::from(t[bf16_draw_bits(k, 1) as usize]) << 16)).collect()
+}
+
 /// A 16-bit draw: its random words ([`half_draw_bits`]), then [`half_from_bits`].
 fn half_draw(mode: Mode, h: Half, key: Key, idx: Indices, draw: HalfDraw, out: &mut [u16]) {
     let mut bits = vec![0u32; out.len()];

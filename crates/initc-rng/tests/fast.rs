@@ -149,6 +149,30 @@ fn fast_half_draws_use_16_bit_lanes() {
 }
 
 #[test]
+fn a_bf16_group_is_one_pair_table_entry() {
+    // fast mode: elements 2g and 2g + 1 are the halves of pair_table[y0 & 0x3FFF] (the one
+    // gather per block a shard program does)
+    for draw in [HalfDraw::Normal, HalfDraw::TruncatedNormal { lower: -3.0, upper: 2.5 }, HalfDraw::Uniform { min: -0.5, max: 0.25 }] {
+        let pairs = bf16_pair_table(draw);
+        assert_eq!(pairs.len(), BF16_PAIRS);
+        let n = 600;
+        let mut got = vec![0u16; n];
+        let idx = Indices::Run { start: 1 << 20, len: n };
+        match draw {
+            HalfDraw::Normal => normal_half_bits(Mode::Fast, Half::BF16, KEY, idx, &mut got),
+            HalfDraw::TruncatedNormal { lower, upper } => truncated_normal_half_bits(Mode::Fast, Half::BF16, KEY, idx, lower, upper, &mut got),
+            HalfDraw::Uniform { min, max } => uniform_half_bits(Mode::Fast, Half::BF16, KEY, idx, min, max, &mut got),
+        }
+        for j in (0..n).step_by(2) {
+            let g = ((1u64 << 20) + j as u64) / 2;
+            let [y0, _] = threefry2x32(KEY, [(g >> 32) as u32, g as u32]);
+            let e = pairs[(y0 & 0x3FFF) as usize];
+            assert_eq!((got[j], got[j + 1]), (e as u16, (e >> 16) as u16), "{draw:?} group {g}");
+        }
+    }
+}
+
+#[test]
 fn bf16_table_is_the_draw_of_its_8_bits() {
     // element i of a bf16 draw is table[bits & 0xFF] in both modes
     for (draw, lower, upper) in [(HalfDraw::Normal, 0.0, 0.0), (HalfDraw::TruncatedNormal { lower: -2.0, upper: 2.0 }, -2.0, 2.0), (HalfDraw::Uniform { min: -0.5, max: 0.25 }, -0.5, 0.25)] {

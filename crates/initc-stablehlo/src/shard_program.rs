@@ -31,8 +31,8 @@ use crate::rng::{fast_truncation_is_vacuous, truncated_consts, uniform_consts, F
 use crate::text::{elem, i64_array, tensor, Body, Val};
 use crate::LowerError;
 
-/// Entries of a bf16 pair table ([`Emitter::bf16_table`]): two 7-bit words.
-const PAIRS: u64 = 1 << 14;
+/// Entries of a bf16 pair table ([`initc_rng::bf16_pair_table`]).
+const PAIRS: u64 = initc_rng::BF16_PAIRS as u64;
 
 /// A group of words in the packed argument, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,8 +45,9 @@ pub enum Slot {
     Offset(usize),
     /// A scalar in `dtype`'s bit format (one word, two for 64-bit types: hi, lo).
     Scalar(DType),
-    /// A 256-entry bf16 table ([`HostValue::Bf16Table`]), two entries per word, the even
-    /// entry in the low half.
+    /// A bf16 pair table ([`HostValue::Bf16Table`], [`initc_rng::bf16_pair_table`]): not in
+    /// the words but an argument of its own, `tensor<16384xui32>`, after the dynamic words
+    /// (the `i`-th table slot is `%arg{2 + i}`).
     Bf16Table,
 }
 
@@ -55,7 +56,7 @@ impl Slot {
         match self {
             Slot::Base | Slot::GroupBase(_) | Slot::Offset(_) => 2,
             Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
-            Slot::Bf16Table => 128,
+            Slot::Bf16Table => 0,
         }
     }
 }
@@ -69,7 +70,7 @@ pub enum HostValue {
     NormalFactor(Value),
     /// Bits known when the program is emitted.
     Bits(u64),
-    /// `initc_rng::bf16_table` of the bf16 random op at node `v` (for [`Slot::Bf16Table`]).
+    /// `initc_rng::bf16_pair_table` of the bf16 random op at node `v` (for [`Slot::Bf16Table`]).
     Bf16Table(Value),
 }
 
@@ -366,30 +367,12 @@ impl Emitter<'_> {
         tensor(&self.compute, elem(dt))
     }
 
-    /// The pair table of bf16 random op `v`: `tensor<16384xui32>`, entry `k` holding the
-    /// values of the 7-bit words `k & 0x7F` (low half) and `k >> 7` (high half), built from
-    /// the 256-entry [`HostValue::Bf16Table`] (one small kernel per launch).
+    /// The pair table of bf16 random op `v` ([`initc_rng::bf16_pair_table`]): an argument of
+    /// its own, uploaded once per distinct table (no slice or build kernel per launch).
     fn bf16_table(&mut self, v: Value) -> Val {
-        let (start, n) = self.slot(Slot::Bf16Table, Some(HostValue::Bf16Table(v)));
-        let w = self.words(start, n);
-        let t = self.body.op("stablehlo.bitcast_convert", &[&w], "", &tensor(&[128, 2], "ui16"));
-        let t = self.body.op("stablehlo.reshape", &[&t], "", &tensor(&[256], "ui16"));
-        let k = tensor(&[PAIRS], "ui32");
-        let io = self.body.op("stablehlo.iota", &[], "iota_dimension = 0 : i64", &k);
-        let mut halves = Vec::new();
-        for shift in [0, 7] {
-            let s = self.body.constant(&shift.to_string(), &k);
-            let x = self.body.ew("stablehlo.shift_right_logical", &[&io, &s]);
-            let m = self.body.constant("127", &k);
-            let x = self.body.ew("stablehlo.and", &[&x, &m]);
-            let one = self.body.constant("1", &k);
-            let x = self.body.ew("stablehlo.shift_left", &[&x, &one]); // the 8-bit word JAX reads
-            let h = self.lookup(&t, &x, &[PAIRS], "ui16");
-            halves.push(self.body.op("stablehlo.convert", &[&h], "", &k));
-        }
-        let sixteen = self.body.constant("16", &k);
-        let hi = self.body.ew("stablehlo.shift_left", &[&halves[1], &sixteen]);
-        self.body.ew("stablehlo.or", &[&halves[0], &hi])
+        let i = self.slots.iter().filter(|s| **s == Slot::Bf16Table).count();
+        self.slot(Slot::Bf16Table, Some(HostValue::Bf16Table(v)));
+        Val { name: format!("%arg{}", 2 + i), ty: tensor(&[PAIRS], "ui32") }
     }
 
     /// `table[index]` for a 1-D `table` and a ui32 `index` of shape `shape` (one gather).
@@ -604,7 +587,8 @@ impl Emitter<'_> {
         let dyn_ty = tensor(&[2 + 2 * self.dyn_keys.len() as u64], "ui32");
         let mut text = String::new();
         let _ = writeln!(text, "module @shard attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{");
-        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}, %arg1: {dyn_ty}) -> ({}) {{", out.ty);
+        let tables: String = (0..self.slots.iter().filter(|s| **s == Slot::Bf16Table).count()).map(|i| format!(", %arg{}: {}", 2 + i, tensor(&[PAIRS], "ui32"))).collect();
+        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}, %arg1: {dyn_ty}{tables}) -> ({}) {{", out.ty);
         for l in &self.body.lines {
             let _ = writeln!(text, "    {}", l.replace(": (ARG0)", &format!(": ({arg_ty})")).replace(": (ARG1)", &format!(": ({dyn_ty})")));
         }
