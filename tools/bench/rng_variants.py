@@ -11,6 +11,10 @@ XLA is asked to share that hash between neighbouring values:
   philox_sel [N/4, 4] array, Philox-4x32-10, select by lane
   *_bf16     the same for bf16 (JAX draws 8 bits per bf16 value)
   tf4_u64_bf16 / tf4_tab_bf16  4 bf16 per threefry through u64; with a 256-entry table instead of erf_inv
+  tf2_tab14*_bf16  2 bf16 per threefry, one gather of a 16384-entry pair table (initc's fast bf16 form)
+  tf1_tab / tf4_tab1g / tab2d  1, 2 or 4 gathers per block: XLA fuses the hash into one gather only
+  bm16_bf16 / poly4_bf16 / bits4_bf16  Box-Muller from 16-bit words, a polynomial (timing only), no transform
+Each line reports XLA's temp bytes: a non-zero figure means the hash was kept in a temporary (not fused).
 
 Usage (GPU machine): python3 tools/bench/rng_variants.py [log2 N]   -> prints one line per variant
 """
