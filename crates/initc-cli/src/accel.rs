@@ -28,7 +28,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     };
     let client = open(&args.plugin)?;
     let t_plan = Instant::now();
-    let mut mat = Materializer::new(m, client, &mesh_devices, &CompileOptions::portable()).map_err(|e| {
+    let mut mat = Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch as usize).map_err(|e| {
         let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
         CliError::Plain(format!("{e}{hint}"))
     })?;
@@ -39,8 +39,10 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     let plan = mat.plan();
     let launches: usize = plan.devices.iter().map(|d| d.launches.len()).sum();
     eprintln!(
-        "compiled {} shard programs for {launches} launches on {} device(s) in {:.2} s; static words uploaded in {:.3} s ({:.2} s with planning)",
+        "compiled {} shard programs (+{} batched) for {launches} launches ({} executes per run) on {} device(s) in {:.2} s; static words uploaded in {:.3} s ({:.2} s with planning)",
         plan.programs.len(),
+        mat.batched_executables(),
+        mat.executes_per_run(),
         mesh_devices.len(),
         mat.compile_time.as_secs_f64(),
         mat.load_time.as_secs_f64(),

@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// launches per device (default 4).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// With --backend pjrt: at most this many launches of one shard program per PJRT execute
+    /// (each execute costs the host ~35 µs; each extra launch per execute costs compile time).
+    #[arg(long, value_name = "N", default_value_t = initc_device::MAX_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub batch: u64,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,

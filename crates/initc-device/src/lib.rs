@@ -20,7 +20,7 @@ mod verify;
 
 pub use pack::{pack_dynamic, pack_static, pack_tables};
 pub use plan::{region_of, DeviceLaunches, DevicePlan, Launch, Program};
-pub use runtime::{assign, element_type, DeviceShards, Materialized, Materializer, Shard};
+pub use runtime::{assign, element_type, DeviceShards, Materialized, Materializer, Shard, MAX_BATCH};
 pub use verify::{to_host, verify, ShardCheck, F32_SCALE_TOLERANCE, F32_ULPS};
 
 #[derive(Debug, thiserror::Error)]

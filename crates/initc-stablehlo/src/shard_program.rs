@@ -616,3 +616,30 @@ fn truncated_consts_bits(dt: DType, lower: f64, upper: f64) -> [u64; 4] {
 fn parse_hex(s: &str) -> u64 {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0)
 }
+
+/// A shard program's text turned into one that runs `k` launches of it in one execute: its
+/// `@main` becomes the private `@shard_main`, and a new `@main` takes `k` argument lists (each
+/// `%static, %dynamic, %table...` as before) and returns the `k` shards, in order. XLA compiles
+/// the identical bodies once per kernel (its kernel reuse) and the host makes one PJRT call.
+pub fn batched_program(text: &str, k: usize) -> Result<String, LowerError> {
+    let bad = || LowerError::Internal("shard program text without its `@main` signature".into());
+    let head = "  func.func public @main(";
+    let start = text.find(head).ok_or_else(bad)?;
+    let line_end = start + text[start..].find('\n').ok_or_else(bad)?;
+    let line = &text[start..line_end];
+    let (args, rest) = line[head.len()..].split_once(") -> (").ok_or_else(bad)?;
+    let result = rest.strip_suffix(") {").ok_or_else(bad)?;
+    let types: Vec<&str> = args.split(", ").map(|a| a.split_once(": ").map(|(_, t)| t).ok_or_else(bad)).collect::<Result<_, _>>()?;
+    let mut main = String::new();
+    let params: Vec<String> = (0..k).flat_map(|b| types.iter().enumerate().map(move |(i, t)| format!("%b{b}_{i}: {t}"))).collect();
+    let _ = writeln!(main, "{head}{}) -> ({}) {{", params.join(", "), vec![result; k].join(", "));
+    for b in 0..k {
+        let names: Vec<String> = (0..types.len()).map(|i| format!("%b{b}_{i}")).collect();
+        let _ = writeln!(main, "    %r{b} = func.call @shard_main({}) : ({}) -> ({result})", names.join(", "), types.join(", "));
+    }
+    let rs: Vec<String> = (0..k).map(|b| format!("%r{b}")).collect();
+    let _ = writeln!(main, "    func.return {} : {}", rs.join(", "), vec![result; k].join(", "));
+    main.push_str("  }\n");
+    let private = line.replacen("func.func public @main(", "func.func private @shard_main(", 1);
+    Ok(format!("{}{main}{private}{}", &text[..start], &text[line_end..]))
+}
