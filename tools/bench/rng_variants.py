@@ -170,17 +170,26 @@ def bm_f32(x, y, poly):
     if not poly:
         t = (y >> U32(8)).astype(jnp.float32) * jnp.float32(2.0**-24 * 2 * np.pi)
         return r * jnp.cos(t), r * jnp.sin(t)
-    q = y >> U32(30)
     d = ((y >> U32(8)) & U32(0x3FFFFF)).astype(jnp.float32) * jnp.float32(2.0**-22) - jnp.float32(0.5)
-    a = d * jnp.float32(np.pi / 2)
-    a2 = a * a
-    s = a * (1 + a2 * (-1 / 6 + a2 * (1 / 120 + a2 * (-1 / 5040 + a2 / 362880))))
-    c = 1 + a2 * (-0.5 + a2 * (1 / 24 + a2 * (-1 / 720 + a2 / 40320)))
+    cz, sz = quadrant_cos_sin(y >> U32(30), d, 9)
+    return r * cz, r * sz
+
+
+def quadrant_cos_sin(q, d, deg):
+    """cos and sin of q * pi/2 + pi/4 + d * pi/2 (d in [-0.5, 0.5)) from Taylor polynomials of degree deg (9 or 5)."""
+    t = d * jnp.float32(np.pi / 2)
+    t2 = t * t
+    if deg == 5:
+        s = t * (1 + t2 * (-1 / 6 + t2 / 120))
+        c = 1 + t2 * (-0.5 + t2 * (1 / 24 - t2 / 720))
+    else:
+        s = t * (1 + t2 * (-1 / 6 + t2 * (1 / 120 + t2 * (-1 / 5040 + t2 / 362880))))
+        c = 1 + t2 * (-0.5 + t2 * (1 / 24 + t2 * (-1 / 720 + t2 / 40320)))
     h = jnp.float32(np.sqrt(0.5))
     sn, cs = (s + c) * h, (c - s) * h
     cz = jnp.where(q == 0, cs, jnp.where(q == 1, -sn, jnp.where(q == 2, -cs, sn)))
     sz = jnp.where(q == 0, sn, jnp.where(q == 1, cs, jnp.where(q == 2, -sn, -cs)))
-    return r * cz, r * sz
+    return cz, sz
 
 
 def _pack2(a, b):
@@ -295,20 +304,8 @@ def v_poly4_bf16():  # timing only: 4 lanes per block, an odd degree-15 polynomi
 def bm16_lo(h, a, deg):  # Box-Muller from a 16-bit radius word h and a 16-bit angle word a (both in the low bits)
     u1 = (h + U32(1)).astype(jnp.float32) * jnp.float32(2.0**-16)
     r = jnp.sqrt(jnp.float32(-2.0) * jnp.log(u1))
-    q = a >> U32(14)
     d = (a & U32(0x3FFF)).astype(jnp.float32) * jnp.float32(2.0**-14) - jnp.float32(0.5)
-    t = d * jnp.float32(np.pi / 2)
-    t2 = t * t
-    if deg == 5:
-        s = t * (1 + t2 * (-1 / 6 + t2 / 120))
-        c = 1 + t2 * (-0.5 + t2 * (1 / 24 - t2 / 720))
-    else:
-        s = t * (1 + t2 * (-1 / 6 + t2 * (1 / 120 + t2 * (-1 / 5040 + t2 / 362880))))
-        c = 1 + t2 * (-0.5 + t2 * (1 / 24 + t2 * (-1 / 720 + t2 / 40320)))
-    h2 = jnp.float32(np.sqrt(0.5))
-    sn, cs = (s + c) * h2, (c - s) * h2
-    cz = jnp.where(q == 0, cs, jnp.where(q == 1, -sn, jnp.where(q == 2, -cs, sn)))
-    sz = jnp.where(q == 0, sn, jnp.where(q == 1, cs, jnp.where(q == 2, -sn, -cs)))
+    cz, sz = quadrant_cos_sin(a >> U32(14), d, deg)
     return r * cz, r * sz
 
 
