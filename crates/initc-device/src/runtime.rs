@@ -222,7 +222,7 @@ impl<'m> Materializer<'m> {
         let batches = &self.batches[i];
         let threads = self.threads_per_device.min(batches.len().max(1));
         // Batch b goes to thread b % threads; each thread returns (launch, buffer, its dynamic words).
-        let parts: Vec<Result<Vec<Launched>, DeviceError>> = std::thread::scope(|s| {
+        let mut parts: Vec<Result<Vec<Launched>, DeviceError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|t| {
                 let (device, root) = (&device, &root);
                 s.spawn(move || -> Result<Vec<Launched>, DeviceError> {
@@ -253,7 +253,6 @@ impl<'m> Materializer<'m> {
             }).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
         });
-        let mut parts = parts;
         // Empty shards: a zero-sized buffer each, no program.
         let mut empty = Vec::new();
         for (k, l) in dl.launches.iter().enumerate() {
