@@ -93,3 +93,43 @@ impl DevicePlan {
         Ok(DevicePlan { programs, devices: out })
     }
 }
+
+/// Launches of one program run by one PJRT execute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Index into the executables [`DevicePlan::batches`] asks for.
+    pub executable: usize,
+    /// Indices into the device's launches, in the executable's output order.
+    pub launches: Vec<usize>,
+}
+
+impl DevicePlan {
+    /// Groups each device's non-empty launches by program into batches of at most `max_batch`
+    /// (one execute each); returns them and the executables they need, `(program, launches per
+    /// execute)` in the order of [`Batch::executable`] (`k > 1`: `initc_stablehlo::batched_program`).
+    pub fn batches(&self, max_batch: usize) -> (Vec<Vec<Batch>>, Vec<(usize, usize)>) {
+        let mut wanted: Vec<(usize, usize)> = Vec::new();
+        let mut index: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut per_device = Vec::with_capacity(self.devices.len());
+        for dl in &self.devices {
+            let mut by_program: Vec<Vec<usize>> = vec![Vec::new(); self.programs.len()];
+            for (k, l) in dl.launches.iter().enumerate() {
+                if l.region.numel() > 0 {
+                    by_program[l.program].push(k);
+                }
+            }
+            let mut batches = Vec::new();
+            for (p, ks) in by_program.iter().enumerate() {
+                for chunk in ks.chunks(max_batch.max(1)) {
+                    let executable = *index.entry((p, chunk.len())).or_insert_with(|| {
+                        wanted.push((p, chunk.len()));
+                        wanted.len() - 1
+                    });
+                    batches.push(Batch { executable, launches: chunk.to_vec() });
+                }
+            }
+            per_device.push(batches);
+        }
+        (per_device, wanted)
+    }
+}

@@ -8,7 +8,7 @@ use initc_ir::{DType, Module};
 use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable};
 use rayon::prelude::*;
 
-use crate::plan::DevicePlan;
+use crate::plan::{Batch, DevicePlan};
 use crate::{pack, DeviceError};
 
 /// One parameter shard living on a device.
@@ -113,7 +113,7 @@ impl<'m> Materializer<'m> {
         let targets = assign(m, mesh_devices, client.devices().len())?;
         let plan = DevicePlan::new(m, mesh_devices)?;
         let t0 = Instant::now();
-        let (batches, wanted) = plan_batches(&plan, max_batch.max(1));
+        let (batches, wanted) = plan.batches(max_batch.max(1));
         let executables = compile_all(&client, &plan, &wanted, options)?;
         let batched = wanted.iter().filter(|w| w.1 > 1).count();
         let compile_time = t0.elapsed();
@@ -310,44 +310,6 @@ type Launched = (usize, Buffer, Option<Buffer>);
 /// execute costs the host ~35 µs (H200, CUDA plugin), so 291 single launches of the 8B model
 /// kept a device waiting on the host once shards are small (fsdp=4).
 pub const MAX_BATCH: usize = 4;
-
-/// Launches of one program run by one execute.
-#[derive(Clone, Debug)]
-struct Batch {
-    /// Index into `Materializer::executables`.
-    executable: usize,
-    /// Indices into the device's launches, in the executable's output order.
-    launches: Vec<usize>,
-}
-
-/// Groups each device's non-empty launches by program into batches of at most `max_batch`;
-/// returns them and the executables they need, `(program, launches per execute)`, in the
-/// order of `Batch::executable`.
-fn plan_batches(plan: &DevicePlan, max_batch: usize) -> (Vec<Vec<Batch>>, Vec<(usize, usize)>) {
-    let mut wanted: Vec<(usize, usize)> = Vec::new();
-    let mut index: HashMap<(usize, usize), usize> = HashMap::new();
-    let mut per_device = Vec::with_capacity(plan.devices.len());
-    for dl in &plan.devices {
-        let mut by_program: Vec<Vec<usize>> = vec![Vec::new(); plan.programs.len()];
-        for (k, l) in dl.launches.iter().enumerate() {
-            if l.region.numel() > 0 {
-                by_program[l.program].push(k);
-            }
-        }
-        let mut batches = Vec::new();
-        for (p, ks) in by_program.iter().enumerate() {
-            for chunk in ks.chunks(max_batch) {
-                let executable = *index.entry((p, chunk.len())).or_insert_with(|| {
-                    wanted.push((p, chunk.len()));
-                    wanted.len() - 1
-                });
-                batches.push(Batch { executable, launches: chunk.to_vec() });
-            }
-        }
-        per_device.push(batches);
-    }
-    (per_device, wanted)
-}
 
 /// Compiles `(program, k)` for each wanted pair (`k > 1`: [`initc_stablehlo::batched_program`]),
 /// in parallel.

@@ -54,3 +54,39 @@ fn every_program_is_valid_mlir() {
         }
     }
 }
+
+#[test]
+fn batches_run_every_launch_once_with_an_executable_of_its_program() {
+    // 8B on one device, and a 2-layer model on a padded tp=3 mesh (which has empty shards)
+    let cases = [(llama(32, ""), vec![0]), (llama(2, "[mesh]\ntp = 3\n[sharding]\nrules = \"tp\"\nuneven = \"pad\"\n"), vec![0, 1, 2])];
+    for (m, devices) in cases {
+        let plan = DevicePlan::new(&m, &devices).unwrap();
+        for max in [1, 4, 16] {
+            let (per_device, wanted) = plan.batches(max);
+            assert_eq!(per_device.len(), devices.len());
+            for (dl, batches) in plan.devices.iter().zip(&per_device) {
+                let mut seen = vec![0u32; dl.launches.len()];
+                for b in batches {
+                    let (program, k) = wanted[b.executable];
+                    assert!(k == b.launches.len() && (1..=max).contains(&k), "batch of {} on an executable for {k}", b.launches.len());
+                    for &l in &b.launches {
+                        assert_eq!(dl.launches[l].program, program);
+                        seen[l] += 1;
+                    }
+                }
+                for (l, launch) in dl.launches.iter().enumerate() {
+                    // empty shards run no program
+                    assert_eq!(seen[l], u32::from(launch.region.numel() > 0), "launch {l} of device {}", dl.mesh_device);
+                }
+            }
+            let distinct: std::collections::HashSet<_> = wanted.iter().collect();
+            assert_eq!(distinct.len(), wanted.len(), "one executable per (program, batch size)");
+        }
+        if devices.len() == 1 {
+            // the 8B model: 32 identical layers fill batches of 4 exactly
+            let (per_device, wanted) = plan.batches(4);
+            assert_eq!(per_device[0].len(), 78);
+            assert!(wanted.len() <= 2 * plan.programs.len());
+        }
+    }
+}
