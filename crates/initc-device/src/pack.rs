@@ -4,6 +4,7 @@
 
 use initc_cpu::{Evaluator, Idx};
 use initc_ir::Module;
+use initc_rng::HalfDraw;
 use initc_stablehlo::{HostValue, Slot};
 
 use crate::plan::{Launch, Program};
@@ -24,7 +25,7 @@ fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
     match v {
         HostValue::Bits(b) => *b,
         HostValue::Scalar(x) => first(*x),
-        HostValue::Bf16Table(_) => 0, // an argument of its own: `pack_tables`
+        HostValue::Bf16Table(_) => 0, // an argument of its own: `table_draws`
         HostValue::NormalFactor(c) => {
             let c = f32::from_bits(first(*c) as u32);
             (initc_rng::SQRT2_F32 * c).to_bits().into()
@@ -32,23 +33,32 @@ fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
     }
 }
 
-/// [`initc_rng::bf16_pair_table`] of the bf16 random op at `v`.
-fn bf16_pair_table(m: &Module, v: initc_ir::Value) -> Vec<u32> {
-    use initc_rng::HalfDraw;
-    let draw = match m.node(v).op {
+/// The bf16 draw of the random op at `v` (its table: [`initc_rng::bf16_pair_table`]).
+fn bf16_draw(m: &Module, v: initc_ir::Value) -> HalfDraw {
+    match m.node(v).op {
         initc_ir::Op::Uniform { min, max, .. } => HalfDraw::Uniform { min: min.get(), max: max.get() },
         initc_ir::Op::TruncatedNormal { lower, upper, .. } => HalfDraw::TruncatedNormal { lower: lower.get(), upper: upper.get() },
         _ => HalfDraw::Normal,
-    };
-    initc_rng::bf16_pair_table(draw)
+    }
 }
 
-/// The table arguments of `launch` (its [`Slot::Bf16Table`]s, in order): arguments 2, 3, ...
-pub fn pack_tables(m: &Module, launch: &Launch) -> Vec<Vec<u32>> {
+/// The draws whose pair tables are `launch`'s table arguments (its [`Slot::Bf16Table`]s, in
+/// order): arguments 2, 3, ...
+pub fn table_draws(m: &Module, launch: &Launch) -> Vec<HalfDraw> {
     launch.values.iter().filter_map(|v| match v {
-        HostValue::Bf16Table(t) => Some(bf16_pair_table(m, *t)),
+        HostValue::Bf16Table(t) => Some(bf16_draw(m, *t)),
         _ => None,
     }).collect()
+}
+
+/// Which draws share one table: the kind and the bits of the bounds (bit-equal bounds give
+/// equal tables, so each distinct table is computed and uploaded once per device).
+pub fn draw_key(d: &HalfDraw) -> (u8, u64, u64) {
+    match *d {
+        HalfDraw::Normal => (0, 0, 0),
+        HalfDraw::Uniform { min, max } => (1, min.to_bits(), max.to_bits()),
+        HalfDraw::TruncatedNormal { lower, upper } => (2, lower.to_bits(), upper.to_bits()),
+    }
 }
 
 /// The dynamic words of `launch` for the evaluator's seed: `PRNGKey(seed)`, then its
@@ -75,7 +85,7 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
             Slot::GroupBase(lanes) => push_u64(&mut out, base / lanes),
             Slot::Offset(d) => push_u64(&mut out, launch.region.offset[d]),
             Slot::Bf16Table => {
-                values.next(); // an argument of its own: `pack_tables`
+                values.next(); // an argument of its own: `table_draws`
             }
             Slot::Scalar(dt) => {
                 let b = values.next().map_or(0, |v| bits(ev, v));

@@ -70,7 +70,7 @@ pub struct Materializer<'m> {
     batches: Vec<Vec<Batch>>,
     /// Static words of every launch, on its device (`[device slot][launch]`).
     statics: Vec<Vec<Option<Buffer>>>,
-    /// Table arguments (`pack::pack_tables`), each distinct table once per device.
+    /// Table arguments (`pack::table_draws`), each distinct table once per device.
     tables: Vec<DeviceTables>,
     /// Host threads enqueueing launches per device.
     threads_per_device: usize,
@@ -126,30 +126,26 @@ impl<'m> Materializer<'m> {
                 s.spawn(move || -> Result<(Vec<Option<Buffer>>, DeviceTables), DeviceError> {
                     let mut bufs = Vec::with_capacity(dl.launches.len());
                     let mut tables = DeviceTables::default();
-                    let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+                    let mut index: HashMap<(u8, u64, u64), usize> = HashMap::new();
                     let mut pending = Vec::new();
                     for l in &dl.launches {
-                        let mut uses = Vec::new();
-                        if l.region.numel() > 0 {
-                            for t in pack::pack_tables(m, l) {
-                                let k = match index.get(&t) {
-                                    Some(&k) => k,
-                                    None => {
-                                        let (buf, up) = upload_words_async(client, device, &t)?;
-                                        pending.push(up);
-                                        tables.buffers.push(buf);
-                                        index.insert(t, tables.buffers.len() - 1);
-                                        tables.buffers.len() - 1
-                                    }
-                                };
-                                uses.push(k);
-                            }
-                        }
-                        tables.uses.push(uses);
                         if l.region.numel() == 0 {
+                            tables.uses.push(Vec::new());
                             bufs.push(None);
                             continue;
                         }
+                        let mut uses = Vec::new();
+                        for d in pack::table_draws(m, l) {
+                            let key = pack::draw_key(&d);
+                            if !index.contains_key(&key) {
+                                let (buf, up) = upload_words_async(client, device, &initc_rng::bf16_pair_table(d))?;
+                                pending.push(up);
+                                tables.buffers.push(buf);
+                                index.insert(key, tables.buffers.len() - 1);
+                            }
+                            uses.push(index[&key]);
+                        }
+                        tables.uses.push(uses);
                         let words = pack::pack_static(m, ev, &plan.programs[l.program], l);
                         let (buf, up) = upload_words_async(client, device, &words)?;
                         bufs.push(Some(buf));

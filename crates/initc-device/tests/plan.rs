@@ -90,3 +90,23 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
         }
     }
 }
+
+#[test]
+fn bf16_launches_share_a_few_pair_tables() {
+    // fast-mode bf16: each launch takes its draw's pair table; equal keys mean equal tables, and
+    // the 32 layers need far fewer tables than launches (one upload per distinct key)
+    let src = "[model]\npreset = \"llama3\"\ndtype = \"bf16\"\ndim = 4096\nn_layers = 32\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 0\nmode = \"fast\"\n";
+    let m = initc_frontend::trace_toml("llama", src, "llama.toml").unwrap().sharded("llama.toml", src).unwrap();
+    let plan = DevicePlan::new(&m, &[0]).unwrap();
+    let mut tables: std::collections::HashMap<(u8, u64, u64), Vec<u32>> = std::collections::HashMap::new();
+    let mut uses = 0;
+    for l in &plan.devices[0].launches {
+        for d in initc_device::table_draws(&m, l) {
+            uses += 1;
+            let t = initc_rng::bf16_pair_table(d);
+            assert_eq!(tables.entry(initc_device::draw_key(&d)).or_insert_with(|| t.clone()), &t);
+        }
+    }
+    assert!(uses > 200, "{uses} table arguments");
+    assert!(tables.len() < uses / 4, "{} distinct tables for {uses} uses", tables.len());
+}
