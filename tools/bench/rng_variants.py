@@ -250,40 +250,36 @@ def _tab14():  # two 7-bit lanes per entry: T[i & 0x7F] | T[i >> 7] << 16
     return t[i & U32(0x7F)] | (t[i >> U32(7)] << U32(16))
 
 
-def v_tf2_tab14_bf16():  # 2 bf16 per threefry block, one gather of a 2-lane entry
-    g = lax.iota(U32, N // 2)
-    x, y = threefry(jnp.zeros_like(g), g)
-    v = jnp.take(_tab14(), (x & U32(0x3FFF)).astype(jnp.int32), mode="clip")
+def _pairs(tab14, g, clip=False):  # 2 bf16 per threefry block of g: one gather of a pair-table entry at y0 & 0x3FFF
+    x, _ = threefry(jnp.zeros_like(g), g)
+    k = (x & U32(0x3FFF)).astype(jnp.int32)
+    v = jnp.take(tab14, k, mode="clip") if clip else tab14.at[k].get(mode="promise_in_bounds")
     return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+
+
+def _groups_2d():  # group counters of a [N / COLS, COLS] array, two elements per group
+    return lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 0) * U32(COLS // 2) + lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 1)
+
+
+def v_tf2_tab14_bf16():  # 2 bf16 per threefry block, one gather of a 2-lane entry
+    return _pairs(_tab14(), lax.iota(U32, N // 2), clip=True)
 
 
 def v_tf2_tab14_2d_bf16():
-    g = lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 0) * U32(COLS // 2) + lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 1)
-    x, y = threefry(jnp.zeros_like(g), g)
-    v = _tab14().at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
-    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+    return _pairs(_tab14(), _groups_2d())
 
 
 def v_tf2_tab14arg_bf16(tab14):  # the 2-lane table as a runtime argument (initc uploads it with the launch)
-    g = lax.iota(U32, N // 2)
-    x, y = threefry(jnp.zeros_like(g), g)
-    v = tab14.at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
-    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+    return _pairs(tab14, lax.iota(U32, N // 2))
 
 
 def v_tf2_tab14arg_2d_bf16(tab14):
-    g = lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 0) * U32(COLS // 2) + lax.broadcasted_iota(U32, (N // COLS, COLS // 2), 1)
-    x, y = threefry(jnp.zeros_like(g), g)
-    v = tab14.at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
-    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+    return _pairs(tab14, _groups_2d())
 
 
 def v_tf2_tab128arg_bf16(tab128):  # the 2-lane entry built in the program from a 128-entry argument
     tab14 = tab128[jnp.arange(16384) & 0x7F] | (tab128[jnp.arange(16384) >> 7] << U32(16))
-    g = lax.iota(U32, N // 2)
-    x, y = threefry(jnp.zeros_like(g), g)
-    v = tab14.at[(x & U32(0x3FFF)).astype(jnp.int32)].get(mode="promise_in_bounds")
-    return lax.bitcast_convert_type(v, jnp.bfloat16).reshape(N)
+    return _pairs(tab14, lax.iota(U32, N // 2))
 
 
 def v_poly4_bf16():  # timing only: 4 lanes per block, an odd degree-15 polynomial of a 7-bit lane index
