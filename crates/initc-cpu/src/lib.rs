@@ -15,6 +15,7 @@ mod verify;
 
 pub use buf::Buf;
 pub use checkpoint::{hex, manifest_json, write_checkpoint, write_checkpoint_from, CheckpointError, Fill, WriteOptions, Written, WrittenParam};
+pub use elementwise::{binary, unary};
 pub use eval::{strides, Evaluator, Idx};
 pub use region::{materialize, Region, CHUNK};
 pub use verify::{verify_shardings, MeshOutcome, Mismatch, VerifyError, VerifyOutcome};

@@ -1,10 +1,10 @@
-//! The word vectors of a launch (see `initc_stablehlo::shard_program`): static words (the
-//! shard's counter base and offsets, host-folded scalars, `fold_in` data), packed once per
-//! loaded model, and dynamic words (the root key and host-computed keys), packed per seed.
+//! The static words of a launch (see `initc_stablehlo::shard_program`): the shard's counter
+//! base and offsets, host-folded scalars, and its keys with their threefry key schedules,
+//! packed once per loaded model and seed.
 
-use initc_cpu::{Evaluator, Idx};
-use initc_ir::Module;
-use initc_rng::HalfDraw;
+use initc_cpu::{Buf, Evaluator, Idx};
+use initc_ir::{BinaryOp, Module, UnaryOp};
+use initc_rng::{Half, HalfDraw};
 use initc_stablehlo::{HostValue, Slot};
 
 use crate::plan::{Launch, Program};
@@ -42,17 +42,8 @@ fn bf16_draw(m: &Module, v: initc_ir::Value) -> HalfDraw {
     }
 }
 
-/// The draws whose pair tables are `launch`'s table arguments (its [`Slot::Bf16Table`]s, in
-/// order): arguments 2, 3, ...
-pub fn table_draws(m: &Module, launch: &Launch) -> Vec<HalfDraw> {
-    launch.values.iter().filter_map(|v| match v {
-        HostValue::Bf16Table(t) => Some(bf16_draw(m, *t)),
-        _ => None,
-    }).collect()
-}
-
 /// Which draws share one table: the kind and the bits of the bounds (bit-equal bounds give
-/// equal tables, so each distinct table is computed and uploaded once per device).
+/// equal tables).
 pub fn draw_key(d: &HalfDraw) -> (u8, u64, u64) {
     match *d {
         HalfDraw::Normal => (0, 0, 0),
@@ -61,18 +52,90 @@ pub fn draw_key(d: &HalfDraw) -> (u8, u64, u64) {
     }
 }
 
-/// The dynamic words of `launch` for the evaluator's seed: `PRNGKey(seed)`, then its
-/// host-computed keys.
-pub fn pack_dynamic(seed: u64, ev: &Evaluator, launch: &Launch) -> Vec<u32> {
-    let mut out = initc_rng::prng_key(seed).to_vec();
-    for &k in &launch.dyn_keys {
-        out.extend(ev.key(k));
-    }
-    out
+/// One element-wise op of a [`initc_stablehlo::table_chain`], with its constant operand's bf16
+/// bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChainOp {
+    Unary(UnaryOp),
+    Binary { op: BinaryOp, constant: u16, constant_first: bool },
 }
 
-/// The static words of `launch` (of `program`); `ev` may be for any seed (they do not depend
-/// on it).
+/// What one table argument holds: a bf16 draw's pair table ([`initc_rng::bf16_pair_table`])
+/// with a chain of element-wise ops applied to both of each entry's values. Equal specs give
+/// equal tables, so a runtime builds and uploads each distinct one once per device.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TableSpec {
+    /// [`draw_key`] of the draw.
+    pub draw: (u8, u64, u64),
+    pub ops: Vec<ChainOp>,
+}
+
+impl TableSpec {
+    pub fn draw(&self) -> HalfDraw {
+        let (kind, a, b) = self.draw;
+        match kind {
+            1 => HalfDraw::Uniform { min: f64::from_bits(a), max: f64::from_bits(b) },
+            2 => HalfDraw::TruncatedNormal { lower: f64::from_bits(a), upper: f64::from_bits(b) },
+            _ => HalfDraw::Normal,
+        }
+    }
+
+    /// The table: each value goes through the chain with the CPU engine's bf16 arithmetic
+    /// (computed in f32, rounded after every op, as XLA does).
+    pub fn build(&self) -> Vec<u32> {
+        let pairs = initc_rng::bf16_pair_table(self.draw());
+        if self.ops.is_empty() {
+            return pairs;
+        }
+        let lane = |shift: u32| {
+            let mut x = Buf::Half(Half::BF16, pairs.iter().map(|&p| (p >> shift) as u16).collect());
+            for op in &self.ops {
+                x = match *op {
+                    ChainOp::Unary(u) => initc_cpu::unary(u, x),
+                    ChainOp::Binary { op, constant, constant_first } => {
+                        let c = Buf::Half(Half::BF16, vec![constant; pairs.len()]);
+                        if constant_first { initc_cpu::binary(op, c, x) } else { initc_cpu::binary(op, x, c) }
+                    }
+                };
+            }
+            match x {
+                Buf::Half(_, v) => v,
+                _ => vec![0; pairs.len()],
+            }
+        };
+        let (lo, hi) = (lane(0), lane(16));
+        lo.iter().zip(&hi).map(|(&l, &h)| u32::from(l) | (u32::from(h) << 16)).collect()
+    }
+}
+
+/// The tables of `launch`'s table arguments (its [`Slot::Bf16Table`]s, in order): arguments
+/// 1, 2, ...
+pub fn table_specs(m: &Module, ev: &Evaluator, launch: &Launch) -> Vec<TableSpec> {
+    launch.values.iter().filter_map(|v| match v {
+        HostValue::Bf16Table(t) => Some(table_spec(m, ev, *t)),
+        _ => None,
+    }).collect()
+}
+
+fn table_spec(m: &Module, ev: &Evaluator, v: initc_ir::Value) -> TableSpec {
+    let Some((draw, chain)) = initc_stablehlo::table_chain(m, v) else {
+        return TableSpec { draw: draw_key(&bf16_draw(m, v)), ops: Vec::new() };
+    };
+    let seeded = m.seed_dependent();
+    let ops = chain.iter().map(|&x| match m.node(x).op {
+        initc_ir::Op::Unary { op, .. } => ChainOp::Unary(op),
+        initc_ir::Op::Binary { op, a, b } => {
+            let constant_first = !seeded[a.index()];
+            let c = if constant_first { a } else { b };
+            ChainOp::Binary { op, constant: bits(ev, &HostValue::Scalar(c)) as u16, constant_first }
+        }
+        _ => ChainOp::Unary(UnaryOp::Neg), // table_chain has only unary and binary ops
+    }).collect();
+    TableSpec { draw: draw_key(&bf16_draw(m, draw)), ops }
+}
+
+/// The static words of `launch` (of `program`) for the evaluator's seed (only the
+/// [`Slot::Key`] words depend on it).
 pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Vec<u32> {
     let global = &m.params[launch.param].ty.shape;
     let strides = initc_cpu::strides(global);
@@ -84,6 +147,10 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
             Slot::Base => push_u64(&mut out, base),
             Slot::GroupBase(lanes) => push_u64(&mut out, base / lanes),
             Slot::Offset(d) => push_u64(&mut out, launch.region.offset[d]),
+            Slot::Key(i) => {
+                let [k0, k1] = launch.dyn_keys.get(i).map_or([0, 0], |&k| ev.key(k));
+                out.extend([k0, k1, k0 ^ k1 ^ initc_rng::THREEFRY_PARITY]);
+            }
             Slot::Bf16Table => {
                 values.next(); // an argument of its own: `table_draws`
             }

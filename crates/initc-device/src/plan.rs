@@ -34,7 +34,7 @@ pub struct Launch {
     pub program: usize,
     pub region: Region,
     pub values: Vec<HostValue>,
-    /// Keys the host computes for the dynamic words (after the root key).
+    /// The keys the host computes for it, in its program's [`Slot::Key`] order.
     pub dyn_keys: Vec<initc_ir::Value>,
 }
 

@@ -1,6 +1,7 @@
 //! Compiling the shard programs and launching them on PJRT devices.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use initc_cpu::Evaluator;
@@ -8,7 +9,7 @@ use initc_ir::{DType, Module};
 use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable};
 use rayon::prelude::*;
 
-use crate::plan::{Batch, DevicePlan};
+use crate::plan::{Batch, DeviceLaunches, DevicePlan};
 use crate::{pack, DeviceError};
 
 /// One parameter shard living on a device.
@@ -68,15 +69,19 @@ pub struct Materializer<'m> {
     batched: usize,
     /// Per device slot, its launches grouped into batches (one PJRT execute each).
     batches: Vec<Vec<Batch>>,
-    /// Static words of every launch, on its device (`[device slot][launch]`).
-    statics: Vec<Vec<Option<Buffer>>>,
-    /// Table arguments (`pack::table_draws`), each distinct table once per device.
+    /// Static words of every launch, on its device, for the seed they hold keys of.
+    statics: Vec<Mutex<Statics>>,
+    /// Table arguments (`pack::table_specs`), each distinct table once per device.
     tables: Vec<DeviceTables>,
     /// Host threads enqueueing launches per device.
     threads_per_device: usize,
+    /// Compiling the programs (and, meanwhile, `first_upload`).
     pub compile_time: Duration,
-    /// Packing and uploading the static words.
+    /// Packing and uploading the static words and tables.
     pub load_time: Duration,
+    /// Part of `compile_time`, overlapped with XLA's compiles: a first one-word upload to
+    /// each device (the slowest device's), which sets up the client's device memory.
+    pub first_upload: Duration,
 }
 
 /// Maps mesh devices onto addressable PJRT devices: mesh device `k` runs on addressable device
@@ -92,11 +97,33 @@ pub fn assign(m: &Module, mesh_devices: &[u64], available: usize) -> Result<Vec<
     Ok(mesh_devices.iter().map(|&d| d as usize).collect())
 }
 
+/// One device's static-word buffers (`None` for an empty shard), packed for `seed`.
+struct Statics {
+    seed: u64,
+    buffers: Vec<Option<Buffer>>,
+}
+
+/// Packs and starts uploading the static words of a device's launches for the evaluator's seed.
+fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches) -> Result<(Vec<Option<Buffer>>, Vec<initc_pjrt::Upload>), DeviceError> {
+    let mut bufs = Vec::with_capacity(dl.launches.len());
+    let mut pending = Vec::new();
+    for l in &dl.launches {
+        if l.region.numel() == 0 {
+            bufs.push(None);
+            continue;
+        }
+        let (buf, up) = upload_words_async(client, device, &pack::pack_static(m, ev, &plan.programs[l.program], l))?;
+        bufs.push(Some(buf));
+        pending.push(up);
+    }
+    Ok((bufs, pending))
+}
+
 /// One device's table arguments: each distinct table once, and which ones each launch takes.
 #[derive(Default)]
 struct DeviceTables {
     buffers: Vec<Buffer>,
-    /// Per launch, indices into `buffers` (its arguments 2, 3, ...).
+    /// Per launch, indices into `buffers` (its arguments 1, 2, ...).
     uses: Vec<Vec<usize>>,
 }
 
@@ -114,7 +141,24 @@ impl<'m> Materializer<'m> {
         let plan = DevicePlan::new(m, mesh_devices)?;
         let t0 = Instant::now();
         let (batches, wanted) = plan.batches(max_batch.max(1));
-        let executables = compile_all(&client, &plan, &wanted, options)?;
+        // A client's first transfer to a device sets up its memory (1.5-2 s on an H200, most of
+        // what loading took): done here, on a thread per device, while XLA compiles.
+        let (executables, first) = std::thread::scope(|s| {
+            let warm: Vec<_> = targets.iter().map(|&t| {
+                let (client, device) = (&client, &client.devices()[t]);
+                s.spawn(move || -> Result<Duration, DeviceError> {
+                    let t = Instant::now();
+                    let (buf, up) = upload_words_async(client, device, &[0])?;
+                    up.wait()?;
+                    buf.wait_ready()?;
+                    Ok(t.elapsed())
+                })
+            }).collect();
+            let executables = compile_all(&client, &plan, &wanted, options);
+            let first = warm.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>();
+            (executables, first)
+        });
+        let (executables, first_upload) = (executables?, first?.into_iter().max().unwrap_or_default());
         let batched = wanted.iter().filter(|w| w.1 > 1).count();
         let compile_time = t0.elapsed();
         let t1 = Instant::now();
@@ -124,34 +168,30 @@ impl<'m> Materializer<'m> {
             let handles: Vec<_> = plan.devices.iter().enumerate().map(|(i, dl)| {
                 let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
                 s.spawn(move || -> Result<(Vec<Option<Buffer>>, DeviceTables), DeviceError> {
-                    let mut bufs = Vec::with_capacity(dl.launches.len());
                     let mut tables = DeviceTables::default();
-                    let mut index: HashMap<(u8, u64, u64), usize> = HashMap::new();
+                    let mut index: HashMap<pack::TableSpec, usize> = HashMap::new();
                     let mut pending = Vec::new();
                     for l in &dl.launches {
-                        if l.region.numel() == 0 {
-                            tables.uses.push(Vec::new());
-                            bufs.push(None);
-                            continue;
-                        }
                         let mut uses = Vec::new();
-                        for d in pack::table_draws(m, l) {
-                            let key = pack::draw_key(&d);
-                            if !index.contains_key(&key) {
-                                let (buf, up) = upload_words_async(client, device, &initc_rng::bf16_pair_table(d))?;
-                                pending.push(up);
-                                tables.buffers.push(buf);
-                                index.insert(key, tables.buffers.len() - 1);
+                        if l.region.numel() > 0 {
+                            for spec in pack::table_specs(m, ev, l) {
+                                let t = match index.get(&spec) {
+                                    Some(&t) => t,
+                                    None => {
+                                        let (buf, up) = upload_words_async(client, device, &spec.build())?;
+                                        pending.push(up);
+                                        tables.buffers.push(buf);
+                                        index.insert(spec, tables.buffers.len() - 1);
+                                        tables.buffers.len() - 1
+                                    }
+                                };
+                                uses.push(t);
                             }
-                            uses.push(index[&key]);
                         }
                         tables.uses.push(uses);
-                        let words = pack::pack_static(m, ev, &plan.programs[l.program], l);
-                        let (buf, up) = upload_words_async(client, device, &words)?;
-                        bufs.push(Some(buf));
-                        pending.push(up);
                     }
-                    for up in pending {
+                    let (bufs, more) = upload_statics(client, device, m, ev, plan, dl)?;
+                    for up in pending.into_iter().chain(more) {
                         up.wait()?;
                     }
                     Ok((bufs, tables))
@@ -159,9 +199,9 @@ impl<'m> Materializer<'m> {
             }).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>()
         })?;
-        let (statics, tables): (Vec<_>, Vec<_>) = loaded.into_iter().unzip();
+        let (statics, tables): (Vec<_>, Vec<_>) = loaded.into_iter().map(|(buffers, t)| (Mutex::new(Statics { seed: m.seed, buffers }), t)).unzip();
         let load_time = t1.elapsed();
-        Ok(Materializer { m, client, plan, targets, executables, batched, batches, statics, tables, threads_per_device: 4, compile_time, load_time })
+        Ok(Materializer { m, client, plan, targets, executables, batched, batches, statics, tables, threads_per_device: 4, compile_time, load_time, first_upload })
     }
 
     /// How many host threads enqueue each device's launches (default 4).
@@ -212,37 +252,36 @@ impl<'m> Materializer<'m> {
         let t0 = Instant::now();
         let dl = &self.plan.devices[i];
         let device = self.device(i).clone();
-        let seed = ev.seed();
-        let (root, root_upload) = upload_words_async(&self.client, &device, &initc_rng::prng_key(seed))?;
+        // The static words hold the keys: a new seed packs and uploads them again first.
+        let mut statics = self.statics[i].lock().map_err(|_| DeviceError::Internal("a launch thread panicked".into()))?;
+        let mut reseeded = Vec::new();
+        if statics.seed != ev.seed() {
+            let (buffers, pending) = upload_statics(&self.client, &device, self.m, ev, &self.plan, dl)?;
+            *statics = Statics { seed: ev.seed(), buffers };
+            reseeded = pending;
+        }
+        let statics = &statics.buffers;
         let n = dl.launches.len();
         let batches = &self.batches[i];
         let threads = self.threads_per_device.min(batches.len().max(1));
-        // Batch b goes to thread b % threads; each thread returns (launch, buffer, its dynamic words).
-        let mut parts: Vec<Result<Vec<Launched>, DeviceError>> = std::thread::scope(|s| {
+        // Batch b goes to thread b % threads; each thread returns (launch, buffer).
+        let mut parts: Vec<Result<Vec<(usize, Buffer)>, DeviceError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|t| {
-                let (device, root) = (&device, &root);
-                s.spawn(move || -> Result<Vec<Launched>, DeviceError> {
+                let device = &device;
+                s.spawn(move || -> Result<Vec<(usize, Buffer)>, DeviceError> {
                     let mut out = Vec::with_capacity(n / threads + 1);
                     for batch in batches.iter().skip(t).step_by(threads) {
-                        let mut dynamics = Vec::with_capacity(batch.launches.len());
-                        for &k in &batch.launches {
-                            let l = &dl.launches[k];
-                            dynamics.push(if l.dyn_keys.is_empty() { None } else { Some(upload_words(&self.client, device, &pack::pack_dynamic(seed, ev, l))?) });
-                        }
                         let mut args = Vec::new();
-                        for (&k, dynamic) in batch.launches.iter().zip(&dynamics) {
-                            let stat = self.statics[i][k].as_ref().ok_or_else(|| DeviceError::Internal("a batched launch without static words".into()))?;
+                        for &k in &batch.launches {
+                            let stat = statics[k].as_ref().ok_or_else(|| DeviceError::Internal("a batched launch without static words".into()))?;
                             args.push(stat);
-                            args.push(dynamic.as_ref().unwrap_or(root));
                             args.extend(self.tables[i].uses[k].iter().map(|&t| &self.tables[i].buffers[t]));
                         }
                         let res = self.executables[batch.executable].execute_on(device, &args)?;
                         if res.len() != batch.launches.len() {
                             return Err(DeviceError::Internal(format!("executable {} returned {} buffers for {} launches", batch.executable, res.len(), batch.launches.len())));
                         }
-                        for ((&k, buf), dynamic) in batch.launches.iter().zip(res).zip(dynamics) {
-                            out.push((k, buf, dynamic));
-                        }
+                        out.extend(batch.launches.iter().copied().zip(res));
                     }
                     Ok(out)
                 })
@@ -252,19 +291,17 @@ impl<'m> Materializer<'m> {
         // Empty shards: a zero-sized buffer each, no program.
         let mut empty = Vec::new();
         for (k, l) in dl.launches.iter().enumerate() {
-            if self.statics[i][k].is_none() {
+            if statics[k].is_none() {
                 let p = &self.m.params[l.param];
                 let dims: Vec<i64> = l.region.shape.iter().map(|&d| d as i64).collect();
-                empty.push((k, self.client.upload(&device, element_type(p.ty.dtype)?, &dims, &[])?, None));
+                empty.push((k, self.client.upload(&device, element_type(p.ty.dtype)?, &dims, &[])?));
             }
         }
         parts.push(Ok(empty));
         let mut slots: Vec<Option<Buffer>> = (0..n).map(|_| None).collect();
-        let mut keep = Vec::new();
         for part in parts {
-            for (k, buf, dynamic) in part? {
+            for (k, buf) in part? {
                 slots[k] = Some(buf);
-                keep.extend(dynamic);
             }
         }
         let enqueue = t0.elapsed();
@@ -277,8 +314,9 @@ impl<'m> Materializer<'m> {
         for s in &shards {
             s.buffer.wait_ready()?;
         }
-        root_upload.wait()?;
-        drop((keep, root));
+        for up in reseeded {
+            up.wait()?;
+        }
         Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards, enqueue })
     }
 }
@@ -287,19 +325,11 @@ fn le_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
-/// Uploads `words` (PJRT has copied them when this returns).
-fn upload_words(client: &Client, device: &Device, words: &[u32]) -> Result<Buffer, DeviceError> {
-    Ok(client.upload(device, ElementType::U32, &[words.len() as i64], &le_bytes(words))?)
-}
-
 /// Starts uploading `words`; the buffer is usable at once, the [`initc_pjrt::Upload`] keeps
 /// the host copy until PJRT has read it.
 fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result<(Buffer, initc_pjrt::Upload), DeviceError> {
     Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], le_bytes(words))?)
 }
-
-/// A launch's index, its output, and its per-launch dynamic words (kept until the end).
-type Launched = (usize, Buffer, Option<Buffer>);
 
 /// Compiles every program, in parallel (PJRT compiles are thread-safe).
 /// Default most launches one PJRT execute runs ([`initc_stablehlo::batched_program`]). A PJRT

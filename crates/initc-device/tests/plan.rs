@@ -91,22 +91,95 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
     }
 }
 
+fn llama_src(n_layers: u32, dtype: &str, mode: &str) -> String {
+    format!("[model]\npreset = \"llama3\"\ndtype = \"{dtype}\"\ndim = 4096\nn_layers = {n_layers}\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 7\nmode = \"{mode}\"\n")
+}
+
 #[test]
 fn bf16_launches_share_a_few_pair_tables() {
-    // fast-mode bf16: each launch takes its draw's pair table; equal keys mean equal tables, and
-    // the 32 layers need far fewer tables than launches (one upload per distinct key)
-    let src = "[model]\npreset = \"llama3\"\ndtype = \"bf16\"\ndim = 4096\nn_layers = 32\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 0\nmode = \"fast\"\n";
-    let m = initc_frontend::trace_toml("llama", src, "llama.toml").unwrap().sharded("llama.toml", src).unwrap();
+    // fast-mode bf16: each launch takes one table (its draw's pair table with `* std` applied);
+    // equal specs mean equal tables, and the 32 layers need far fewer tables than launches
+    // (one upload per distinct spec)
+    let src = llama_src(32, "bf16", "fast");
+    let m = initc_frontend::trace_toml("llama", &src, "llama.toml").unwrap().sharded("llama.toml", &src).unwrap();
     let plan = DevicePlan::new(&m, &[0]).unwrap();
-    let mut tables: std::collections::HashMap<(u8, u64, u64), Vec<u32>> = std::collections::HashMap::new();
+    let ev = initc_cpu::Evaluator::new(&m, m.seed);
+    let mut tables: std::collections::HashMap<initc_device::TableSpec, Vec<u32>> = std::collections::HashMap::new();
     let mut uses = 0;
     for l in &plan.devices[0].launches {
-        for d in initc_device::table_draws(&m, l) {
+        for spec in initc_device::table_specs(&m, &ev, l) {
             uses += 1;
-            let t = initc_rng::bf16_pair_table(d);
-            assert_eq!(tables.entry(initc_device::draw_key(&d)).or_insert_with(|| t.clone()), &t);
+            let t = spec.build();
+            assert_eq!(tables.entry(spec).or_insert_with(|| t.clone()), &t);
         }
     }
     assert!(uses > 200, "{uses} table arguments");
     assert!(tables.len() < uses / 4, "{} distinct tables for {uses} uses", tables.len());
+}
+
+#[test]
+fn a_bf16_chain_is_one_lookup_in_its_table() {
+    // `truncated_normal * std` in fast bf16: the program's only argument besides its static
+    // words is the chain's table, and element 2g + j of the CPU engine's parameter is half j of
+    // table[y0 & 0x3FFF], y0 the first word of group g's threefry block under the param's key
+    let src = llama_src(2, "bf16", "fast");
+    let m = initc_frontend::trace_toml("llama", &src, "llama.toml").unwrap().sharded("llama.toml", &src).unwrap();
+    let plan = DevicePlan::new(&m, &[0]).unwrap();
+    let ev = initc_cpu::Evaluator::new(&m, m.seed);
+    let mut chains = 0;
+    for l in &plan.devices[0].launches {
+        let p = &m.params[l.param];
+        let Some((draw, chain)) = initc_stablehlo::table_chain(&m, p.value) else { continue };
+        chains += 1;
+        let prog = &plan.programs[l.program];
+        assert!(prog.slots.iter().all(|s| !matches!(s, initc_stablehlo::Slot::Scalar(_))), "{}: {:?}", p.fqn, prog.slots);
+        let specs = initc_device::table_specs(&m, &ev, l);
+        assert_eq!(specs.len(), 1, "{}", p.fqn);
+        assert_eq!(specs[0].ops.len(), chain.len());
+        let table = specs[0].build();
+        let key = match m.node(draw).op {
+            initc_ir::Op::TruncatedNormal { key, .. } | initc_ir::Op::Normal { key } | initc_ir::Op::Uniform { key, .. } => ev.key(key),
+            _ => unreachable!(),
+        };
+        let start = 3 * 4096 + 2; // a few rows in, group-aligned
+        let got = match ev.eval(p.value, &initc_cpu::Idx::Run { start, len: 64 }) {
+            initc_cpu::Buf::Half(_, v) => v,
+            other => panic!("{}: {other:?}", p.fqn),
+        };
+        for (i, &x) in got.iter().enumerate() {
+            let e = start + i as u64;
+            let g = e / 2;
+            let [y0, _] = initc_rng::threefry2x32(key, [(g >> 32) as u32, g as u32]);
+            let entry = table[(y0 & 0x3FFF) as usize];
+            assert_eq!(x, (entry >> (16 * (e % 2))) as u16, "{} element {e}", p.fqn);
+        }
+    }
+    assert!(chains >= 14, "{chains} chains");
+}
+
+#[test]
+fn launch_scalars_reach_the_kernel_unchanged() {
+    // XLA:GPU runs arithmetic on a scalar that feeds a random op's kernel as a kernel of its own
+    // (~2 us a launch), so in random programs every rank-0 value is a reshape or same-width
+    // bitcast of a static word (constant fills are one kernel either way: the XLA dump shows
+    // the scalar's convert fused into the fill)
+    for (dtype, mode) in [("bf16", "fast"), ("f32", "fast"), ("f32", "jax")] {
+        let src = llama_src(2, dtype, mode);
+        let m = initc_frontend::trace_toml("llama", &src, "llama.toml").unwrap().sharded("llama.toml", &src).unwrap();
+        let plan = DevicePlan::new(&m, &[0]).unwrap();
+        let random: Vec<_> = plan.programs.iter().filter(|p| p.slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_)))).collect();
+        assert!(random.len() >= 5, "{dtype} {mode}: {} random programs", random.len());
+        for p in random {
+            for line in p.text.lines() {
+                let Some((lhs, ty)) = line.rsplit_once(") -> ") else { continue };
+                let scalar = ["ui8", "ui16", "ui32", "ui64", "i32", "bf16", "f16", "f32"].iter().any(|e| ty.trim() == format!("tensor<{e}>"));
+                if !scalar || !lhs.contains("\"stablehlo.") {
+                    continue;
+                }
+                let op = lhs.split('"').nth(1).unwrap_or("");
+                let same_width = op == "stablehlo.bitcast_convert" && lhs.ends_with("tensor<ui32>") && (ty.trim() == "tensor<f32>" || ty.trim() == "tensor<i32>");
+                assert!(op == "stablehlo.reshape" || same_width, "{dtype} {mode} {}: {line}", p.summary);
+            }
+        }
+    }
 }

@@ -13,4 +13,4 @@ pub use dist::{
     bf16_draw_bits, bf16_pair_table, bf16_table, BF16_PAIRS, box_muller, fast_lanes, half_draw_bits, BF16_DRAW_LANES, HalfDraw, Mode, BM_COS, BM_SIN, BOX_MULLER_MAX, bits32, bits64, normal_erf_inv_f32, normal_f32, normal_half_bits, truncated_normal_f32, truncated_normal_half_bits, uniform_f32,
     uniform_f64, uniform_half_bits, Half, HalfTruncBounds, Indices, TruncBounds, SQRT2_F32,
 };
-pub use threefry::{block_at, fold_in, prng_key, split_at, threefry2x32, Key};
+pub use threefry::{block_at, fold_in, prng_key, split_at, threefry2x32, Key, THREEFRY_PARITY};

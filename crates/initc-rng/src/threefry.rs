@@ -4,6 +4,9 @@
 /// A threefry key `[k0, k1]` (= `jax.random.key_data`).
 pub type Key = [u32; 2];
 
+/// Threefry's key schedule parity: the third key word is `k0 ^ k1 ^ THREEFRY_PARITY`.
+pub const THREEFRY_PARITY: u32 = 0x1BD1_1BDA;
+
 const R0: [u32; 4] = [13, 15, 26, 6];
 const R1: [u32; 4] = [17, 29, 16, 24];
 
@@ -19,7 +22,7 @@ pub fn threefry2x32(key: Key, x: [u32; 2]) -> [u32; 2] {
 /// Threefry on `N` independent lanes, written so LLVM vectorizes it.
 #[inline(always)]
 pub fn threefry_lanes<const N: usize>(key: Key, x0: &mut [u32; N], x1: &mut [u32; N]) {
-    let ks = [key[0], key[1], key[0] ^ key[1] ^ 0x1BD1_1BDA];
+    let ks = [key[0], key[1], key[0] ^ key[1] ^ THREEFRY_PARITY];
     for i in 0..N {
         x0[i] = x0[i].wrapping_add(ks[0]);
         x1[i] = x1[i].wrapping_add(ks[1]);

@@ -48,9 +48,10 @@ impl Funcs {
         Funcs { shard: Some(Global { strides, numel: global.iter().product() }), fast: mode == RngMode::Fast, ..Funcs::default() }
     }
 
-    /// The key operand's type: key data, plus the shard's counter base in shard mode.
+    /// The key operand's type: key data, plus in shard mode the shard's counter base and the
+    /// key schedule word (`[k0, k1, base_hi, base_lo, k0 ^ k1 ^ 0x1BD11BDA]`).
     pub fn key_ty(&self) -> String {
-        tensor(&[if self.shard.is_some() { 4 } else { 2 }], "ui32")
+        tensor(&[if self.shard.is_some() { 5 } else { 2 }], "ui32")
     }
 
     /// Function-name suffix distinguishing shard-mode variants.
@@ -86,27 +87,50 @@ impl Funcs {
             let parity = b.constant("466688986", &s); // 0x1BD11BDA
             let k01 = b.ew("stablehlo.xor", &[&a[0], &a[1]]);
             let k2 = b.ew("stablehlo.xor", &[&k01, &parity]);
-            let ks: Vec<Val> = [&a[0], &a[1], &k2].iter().map(|k| b.splat(k, &t)).collect();
-            let mut x0 = b.ew("stablehlo.add", &[&a[2], &ks[0]]);
-            let mut x1 = b.ew("stablehlo.add", &[&a[3], &ks[1]]);
-            const R: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
-            for g in 0..5u32 {
-                for r in R[(g % 2) as usize] {
-                    x0 = b.ew("stablehlo.add", &[&x0, &x1]);
-                    let l = b.constant(&r.to_string(), &t);
-                    let rr = b.constant(&(32 - r).to_string(), &t);
-                    let hi = b.ew("stablehlo.shift_left", &[&x1, &l]);
-                    let lo = b.ew("stablehlo.shift_right_logical", &[&x1, &rr]);
-                    let rot = b.ew("stablehlo.or", &[&hi, &lo]);
-                    x1 = b.ew("stablehlo.xor", &[&rot, &x0]);
-                }
-                x0 = b.ew("stablehlo.add", &[&x0, &ks[((g + 1) % 3) as usize]]);
-                x1 = b.ew("stablehlo.add", &[&x1, &ks[((g + 2) % 3) as usize]]);
-                let gi = b.constant(&(g + 1).to_string(), &t);
-                x1 = b.ew("stablehlo.add", &[&x1, &gi]);
-            }
-            b.ret(&[&x0, &x1]);
+            let y = threefry_rounds(b, &t, [&a[0], &a[1], &k2], &a[2], &a[3]);
+            b.ret(&[&y[0], &y[1]]);
         })
+    }
+
+    /// `@threefry2x32ks_S(k0, k1, k2, c0, c1) -> (y0, y1)`: [`Funcs::threefry`] with the key
+    /// schedule word `k2 = k0 ^ k1 ^ 0x1BD11BDA` given (shard programs read it from their
+    /// static words: computed on the device, it would be a kernel of its own).
+    fn threefry_ks(&mut self, shape: &[u64]) -> String {
+        let t = tensor(shape, "ui32");
+        let s = tensor(&[], "ui32");
+        let name = format!("threefry2x32ks_{}", shape_tag(shape));
+        self.define(&name, &[s.clone(), s.clone(), s.clone(), t.clone(), t.clone()], &[t.clone(), t.clone()], |_, b, a| {
+            let y = threefry_rounds(b, &t, [&a[0], &a[1], &a[2]], &a[3], &a[4]);
+            b.ret(&[&y[0], &y[1]]);
+        })
+    }
+
+    /// The key schedule words of `key`: `k0, k1` and, in shard mode (key `[k0, k1, base_hi,
+    /// base_lo, k2]`), the given `k2`.
+    fn key_schedule(&self, b: &mut Body, key: &Val) -> (Val, Val, Option<Val>) {
+        let (k0, k1) = key_words(b, key);
+        let k2 = self.shard.is_some().then(|| {
+            let one = tensor(&[1], "ui32");
+            let k2 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([4]), i64_array([5]), i64_array([1])), &one);
+            b.op("stablehlo.reshape", &[&k2], "", &tensor(&[], "ui32"))
+        });
+        (k0, k1, k2)
+    }
+
+    /// Threefry of counters `(c0, c1)` under a [`Funcs::key_schedule`]: [`Funcs::threefry`],
+    /// or [`Funcs::threefry_ks`] where `k2` is given.
+    fn threefry_of(&mut self, b: &mut Body, shape: &[u64], ks: &(Val, Val, Option<Val>), c0: &Val, c1: &Val) -> Vec<Val> {
+        let t = tensor(shape, "ui32");
+        match &ks.2 {
+            Some(k2) => {
+                let tf = self.threefry_ks(shape);
+                b.call(&tf, &[&ks.0, &ks.1, k2, c0, c1], &[t.clone(), t])
+            }
+            None => {
+                let tf = self.threefry(shape);
+                b.call(&tf, &[&ks.0, &ks.1, c0, c1], &[t.clone(), t])
+            }
+        }
     }
 
     /// `@bits_S(key) -> (y0, y1)`: threefry of each element's row-major flat index (in the
@@ -118,10 +142,9 @@ impl Funcs {
         let name = format!("bits_{}{}", shape_tag(shape), self.shard_tag());
         let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone()], |f, b, a| {
-            let (k0, k1) = key_words(b, &a[0]);
+            let ks = f.key_schedule(b, &a[0]);
             let (hi, lo) = counters(b, shape, global.as_ref(), &a[0]);
-            let tf = f.threefry(shape);
-            let y = b.call(&tf, &[&k0, &k1, &hi, &lo], &[t.clone(), t.clone()]);
+            let y = f.threefry_of(b, shape, &ks, &hi, &lo);
             b.ret(&[&y[0], &y[1]]);
         })
     }
@@ -134,7 +157,7 @@ impl Funcs {
         let name = format!("block{lanes}_{}{}", shape_tag(shape), self.mode_tag());
         let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone(), t.clone()], |f, b, a| {
-            let (k0, k1) = key_words(b, &a[0]);
+            let ks = f.key_schedule(b, &a[0]);
             let (hi, lo) = counters(b, shape, global.as_ref(), &a[0]);
             let sh = lanes.trailing_zeros();
             let mask = b.constant(&(lanes - 1).to_string(), &t);
@@ -145,8 +168,7 @@ impl Funcs {
             let hi_l = b.ew("stablehlo.shift_left", &[&hi, &s2]);
             let glo = b.ew("stablehlo.or", &[&lo_s, &hi_l]);
             let ghi = b.ew("stablehlo.shift_right_logical", &[&hi, &s]);
-            let tf = f.threefry(shape);
-            let y = b.call(&tf, &[&k0, &k1, &ghi, &glo], &[t.clone(), t.clone()]);
+            let y = f.threefry_of(b, shape, &ks, &ghi, &glo);
             b.ret(&[&y[0], &y[1], &lane]);
         })
     }
@@ -421,6 +443,31 @@ impl Funcs {
             b.ret(&[&r]);
         })
     }
+}
+
+/// Threefry-2x32's 20 rounds on counters `(c0, c1)` of type `t` with key schedule `ks`
+/// (`k0, k1, k0 ^ k1 ^ 0x1BD11BDA`, scalars broadcast to `t`).
+fn threefry_rounds(b: &mut Body, t: &str, ks: [&Val; 3], c0: &Val, c1: &Val) -> [Val; 2] {
+    let ks: Vec<Val> = ks.iter().map(|k| b.splat(k, t)).collect();
+    let mut x0 = b.ew("stablehlo.add", &[c0, &ks[0]]);
+    let mut x1 = b.ew("stablehlo.add", &[c1, &ks[1]]);
+    const R: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
+    for g in 0..5u32 {
+        for r in R[(g % 2) as usize] {
+            x0 = b.ew("stablehlo.add", &[&x0, &x1]);
+            let l = b.constant(&r.to_string(), t);
+            let rr = b.constant(&(32 - r).to_string(), t);
+            let hi = b.ew("stablehlo.shift_left", &[&x1, &l]);
+            let lo = b.ew("stablehlo.shift_right_logical", &[&x1, &rr]);
+            let rot = b.ew("stablehlo.or", &[&hi, &lo]);
+            x1 = b.ew("stablehlo.xor", &[&rot, &x0]);
+        }
+        x0 = b.ew("stablehlo.add", &[&x0, &ks[((g + 1) % 3) as usize]]);
+        x1 = b.ew("stablehlo.add", &[&x1, &ks[((g + 2) % 3) as usize]]);
+        let gi = b.constant(&(g + 1).to_string(), t);
+        x1 = b.ew("stablehlo.add", &[&x1, &gi]);
+    }
+    [x0, x1]
 }
 
 /// The two u32 words of a `tensor<2xui32>` key as scalars.

@@ -1,18 +1,27 @@
 //! Shard programs: one small single-device StableHLO program per parameter shard, which
 //! computes exactly that device's region of the parameter and nothing else.
 //!
-//! `@main(%arg0: tensor<Sxui32>, %arg1: tensor<Dxui32>) -> tensor<local shape>` reads
-//! everything that varies between parameters and devices from two word vectors:
-//! - `%arg0`, the static words (the [`Slot`]s): the shard's counter base and per-dim offsets,
-//!   the parameter's scalar constants (evaluated on the host) and the `fold_in` data of its
-//!   key. They do not depend on the seed, so a runtime uploads them once per loaded model.
-//! - `%arg1`, the dynamic words: the root key (`PRNGKey(seed)`), then any key the program
-//!   cannot derive from the root with `fold_in` ([`ShardProgram::dyn_keys`], computed on the
-//!   host). For the presets that is the root key alone, one upload per device and seed.
+//! `@main(%arg0: tensor<Sxui32>, %table...) -> tensor<local shape>` reads everything that
+//! varies between parameters and devices from one word vector, `%arg0`, the static words (the
+//! [`Slot`]s): the shard's counter base and per-dim offsets, the parameter's scalar constants
+//! and the data of its keys with their threefry key schedule (all evaluated on the host). A
+//! runtime uploads them once per loaded model and seed.
+//!
+//! Every scalar the element-wise work reads is a slice of `%arg0` (or a bitcast of one), so
+//! XLA:GPU fuses the whole launch into one kernel. Any arithmetic on a scalar, however small,
+//! becomes a kernel of its own (measured with ncu: a `fold_in` on the device, the key schedule
+//! `k0 ^ k1 ^ 0x1BD11BDA`, a u32-to-u16 convert of a bf16 constant, ~2 µs each, up to 3 per
+//! launch), which is why keys, key schedules and products with bf16 table draws are computed
+//! on the host.
 //!
 //! Parameters with the same structure and local shape therefore get byte-identical text, so a
 //! model needs one compiled executable per distinct (initializer, dtype, local shape), however
 //! many layers it has, and no SPMD partitioner (hence no collective) is involved.
+//!
+//! A shard that is one contiguous run of the parameter's row-major elements (any shard of a
+//! parameter sharded on its first dimension only) is computed as a flat vector and reshaped:
+//! its counters are `base + iota`. With per-dimension counters XLA:GPU computed each row's
+//! `base + row * stride` in a kernel of its own (another ~2 µs per launch).
 //!
 //! Values equal the whole-array program's: an element's random counter is its flat index in
 //! the global array (`base + Σ iota_d·stride_d`), and every constant XLA would fold (uniform
@@ -45,9 +54,12 @@ pub enum Slot {
     Offset(usize),
     /// A scalar in `dtype`'s bit format (one word, two for 64-bit types: hi, lo).
     Scalar(DType),
+    /// The `i`-th of the program's keys ([`ShardProgram::dyn_keys`]): its data `k0, k1` and
+    /// its threefry key schedule word `k0 ^ k1 ^ 0x1BD11BDA` (three words, seed-dependent).
+    Key(usize),
     /// A bf16 pair table ([`HostValue::Bf16Table`], [`initc_rng::bf16_pair_table`]): not in
-    /// the words but an argument of its own, `tensor<16384xui32>`, after the dynamic words
-    /// (the `i`-th table slot is `%arg{2 + i}`).
+    /// the words but an argument of its own, `tensor<16384xui32>`, after the static words
+    /// (the `i`-th table slot is `%arg{1 + i}`).
     Bf16Table,
 }
 
@@ -56,6 +68,7 @@ impl Slot {
         match self {
             Slot::Base | Slot::GroupBase(_) | Slot::Offset(_) => 2,
             Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
+            Slot::Key(_) => 3,
             Slot::Bf16Table => 0,
         }
     }
@@ -70,7 +83,9 @@ pub enum HostValue {
     NormalFactor(Value),
     /// Bits known when the program is emitted.
     Bits(u64),
-    /// `initc_rng::bf16_pair_table` of the bf16 random op at node `v` (for [`Slot::Bf16Table`]).
+    /// The pair table of node `v` (for [`Slot::Bf16Table`]): `initc_rng::bf16_pair_table` of
+    /// the bf16 random op at `v`, or, where `v` ends a [`table_chain`], that table with the
+    /// chain applied to each of its values.
     Bf16Table(Value),
 }
 
@@ -83,7 +98,7 @@ pub struct ShardProgram {
     pub slots: Vec<Slot>,
     /// Host values for the `Scalar` slots, in slot order.
     pub values: Vec<HostValue>,
-    /// Keys the host computes, in the dynamic words after the root key (two words each).
+    /// The keys the host computes, in [`Slot::Key`] order.
     pub dyn_keys: Vec<Value>,
     /// Local (result) shape and dtype.
     pub shape: Vec<u64>,
@@ -103,7 +118,12 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
     let p = &m.params[param];
     let global = p.ty.shape.clone();
     let lanes = packed_lanes(m, param, region);
-    let (grouped, compute) = if lanes > 1 {
+    let flat = computes_flat(m, param, region);
+    let (grouped, compute) = if flat {
+        // one run of the row-major elements: counters are base + iota (groups stay whole:
+        // packed_lanes only packs when the last dims and offsets are multiples of L)
+        (vec![global.iter().product::<u64>() / lanes], vec![region.numel() / lanes])
+    } else if lanes > 1 {
         let last = global.len() - 1;
         let (mut g, mut c) = (global.clone(), region.shape.clone());
         g[last] /= lanes;
@@ -131,13 +151,32 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         dyn_keys: Vec::new(),
         vals: HashMap::new(),
         ops: Vec::new(),
+        absorbed: None,
+        pairs: HashMap::new(),
     };
     e.body.loc = None;
-    for v in cone(m, p.value) {
+    let chain = if lanes > 1 { table_chain(m, p.value) } else { None };
+    e.absorbed = chain.map(|(draw, _)| draw);
+    for v in if e.absorbed.is_some() { vec![p.value] } else { cone(m, p.value) } {
         e.node(v)?;
     }
     let out = e.get(p.value)?;
-    let out = if lanes > 1 { e.pack(p.ty.dtype, &out) } else { out.into_iter().next().ok_or(LowerError::Internal("no lanes".into()))? };
+    let out = if let Some(pair) = e.pairs.get(&p.value).cloned() {
+        // a looked-up entry is already the group's two bf16 values, element 0 in the low half
+        let mut split = e.compute.clone();
+        split.push(2);
+        let v = e.body.op("stablehlo.bitcast_convert", &[&pair], "", &tensor(&split, elem(p.ty.dtype)));
+        e.body.op("stablehlo.reshape", &[&v], "", &tensor(&region.shape, elem(p.ty.dtype)))
+    } else if lanes > 1 {
+        e.pack(p.ty.dtype, &out)
+    } else {
+        out.into_iter().next().ok_or(LowerError::Internal("no lanes".into()))?
+    };
+    let out = if out.ty == e.local_ty(p.ty.dtype) && e.compute != region.shape {
+        e.body.op("stablehlo.reshape", &[&out], "", &tensor(&region.shape, elem(p.ty.dtype)))
+    } else {
+        out
+    };
     e.body.ret(&[&out]);
     Ok(e.finish(&p.ty.dtype, out))
 }
@@ -178,6 +217,62 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
     lanes
 }
 
+/// Whether the shard of `param` in `region` is computed as a flat vector: its elements are one
+/// contiguous run of the parameter's row-major order (every dimension after the first one the
+/// shard splits is whole, every one before it has extent 1), the parameter has at least two
+/// dimensions and no node of its program reads per-dimension coordinates (`iota`).
+fn computes_flat(m: &Module, param: usize, region: &Region) -> bool {
+    let global = &m.params[param].ty.shape;
+    if global.len() < 2 || region.numel() == 0 || cone(m, m.params[param].value).iter().any(|&v| matches!(m.node(v).op, Op::Iota { .. })) {
+        return false;
+    }
+    match (0..global.len()).find(|&d| region.shape[d] != global[d]) {
+        None => true,
+        Some(first) => (first + 1..global.len()).all(|d| region.shape[d] == global[d]) && (0..first).all(|d| region.shape[d] == 1),
+    }
+}
+
+/// A fast-mode bf16 parameter value `v` that one table lookup computes: a bf16 draw (uniform,
+/// normal, truncated normal) followed by element-wise bf16 ops whose other operands are
+/// seed-independent scalars (e.g. `truncated_normal * std`). Returns the draw and the chain's
+/// nodes from the draw's user up to `v`; the host applies the chain to the draw's pair table
+/// with the CPU engine's arithmetic, and the program has no arithmetic on a scalar (which
+/// XLA:GPU would run as a kernel of its own: a u32-to-u16 convert of the constant).
+pub fn table_chain(m: &Module, v: Value) -> Option<(Value, Vec<Value>)> {
+    let seeded = m.seed_dependent();
+    let shape = &m.ty(v).shape;
+    let host = |u: Value| !seeded[u.index()] && m.ty(u).dtype == DType::BF16 && (m.ty(u).numel() == Some(1) || m.is_splat(u));
+    let mut chain = Vec::new();
+    let mut x = v;
+    loop {
+        let n = m.node(x);
+        if n.ty.dtype != DType::BF16 || &n.ty.shape != shape {
+            return None;
+        }
+        match n.op {
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => break,
+            Op::Unary { x: a, .. } => {
+                chain.push(x);
+                x = a;
+            }
+            Op::Binary { a, b, .. } => {
+                chain.push(x);
+                x = match (host(a), host(b)) {
+                    (false, true) => a,
+                    (true, false) => b,
+                    _ => return None,
+                };
+            }
+            _ => return None,
+        }
+    }
+    if chain.is_empty() {
+        return None;
+    }
+    chain.reverse();
+    Some((x, chain))
+}
+
 /// The nodes `v` depends on (itself included), ascending (= topological).
 fn cone(m: &Module, v: Value) -> Vec<Value> {
     let mut seen = vec![false; m.nodes.len()];
@@ -208,13 +303,17 @@ struct Emitter<'a> {
     values: Vec<HostValue>,
     /// Shard-mode key (`tensor<4xui32>`) per key node.
     keys: HashMap<Value, Val>,
-    /// Key data (`tensor<2xui32>`) per key node.
-    keys2: HashMap<Value, Val>,
+    /// Key data (`tensor<2xui32>`) and schedule word (`tensor<1xui32>`) per key node.
+    keys2: HashMap<Value, (Val, Val)>,
     dyn_keys: Vec<Value>,
     /// Per node, one value per lane.
     vals: HashMap<Value, Vec<Val>>,
     /// Op names, for the summary.
     ops: Vec<&'static str>,
+    /// The draw of a [`table_chain`]: the program is one lookup in the table of the whole chain.
+    absorbed: Option<Value>,
+    /// Per table-lookup node, the looked-up entry (both elements of a group, as `ui32`).
+    pairs: HashMap<Value, Val>,
 }
 
 impl Emitter<'_> {
@@ -241,11 +340,6 @@ impl Emitter<'_> {
     /// `%arg0[start .. start + n]` as a `tensor<nxui32>`.
     fn words(&mut self, start: usize, n: usize) -> Val {
         self.slice_of("%arg0", "ARG0", start, n)
-    }
-
-    /// `%arg1[start .. start + n]` (dynamic words).
-    fn dyn_words(&mut self, start: usize, n: usize) -> Val {
-        self.slice_of("%arg1", "ARG1", start, n)
     }
 
     fn slice_of(&mut self, name: &str, placeholder: &str, start: usize, n: usize) -> Val {
@@ -316,40 +410,31 @@ impl Emitter<'_> {
         self.body.op("stablehlo.convert", &[&x], "", &tensor(&[], "ui64"))
     }
 
-    /// The key data of key node `k`: the root key from the dynamic words, `fold_in` on the
-    /// device with static data, or a host-computed key in the dynamic words.
-    fn key2(&mut self, k: Value) -> Result<Val, LowerError> {
+    /// Key node `k` as `(data, schedule)`: its `tensor<2xui32>` data and its threefry key
+    /// schedule word as a `tensor<1xui32>`, from its [`Slot::Key`] (computed on the host,
+    /// `fold_in`s included).
+    fn key2(&mut self, k: Value) -> Result<(Val, Val), LowerError> {
         if let Some(v) = self.keys2.get(&k) {
             return Ok(v.clone());
         }
         if !self.m.ty(k).shape.is_empty() {
             return Err(self.unsupported(format!("random op on an array of keys ({})", self.m.ty(k))));
         }
-        let v = match self.m.node(k).op {
-            Op::Seed => self.dyn_words(0, 2),
-            Op::FoldIn { key, data } => {
-                let parent = self.key2(key)?;
-                let d = self.scalar(DType::U32, HostValue::Bits(data.into()));
-                let f = self.funcs.fold_in();
-                self.body.call(&f, &[&parent, &d], &[tensor(&[2], "ui32")]).remove(0)
-            }
-            _ => {
-                self.dyn_keys.push(k);
-                self.dyn_words(2 * self.dyn_keys.len(), 2)
-            }
-        };
+        let (start, _) = self.slot(Slot::Key(self.dyn_keys.len()), None);
+        self.dyn_keys.push(k);
+        let v = (self.words(start, 2), self.words(start + 2, 1));
         self.keys2.insert(k, v.clone());
         Ok(v)
     }
 
-    /// The shard-mode key of key node `k`: `[k0, k1, base_hi, base_lo]`.
+    /// The shard-mode key of key node `k`: `[k0, k1, base_hi, base_lo, k0 ^ k1 ^ 0x1BD11BDA]`.
     fn key(&mut self, k: Value) -> Result<Val, LowerError> {
         if let Some(v) = self.keys.get(&k) {
             return Ok(v.clone());
         }
-        let kw = self.key2(k)?;
+        let (kw, ks) = self.key2(k)?;
         let base = self.words(0, 2);
-        let v = self.body.op("stablehlo.concatenate", &[&kw, &base], "dimension = 0 : i64", &tensor(&[4], "ui32"));
+        let v = self.body.op("stablehlo.concatenate", &[&kw, &base, &ks], "dimension = 0 : i64", &tensor(&[5], "ui32"));
         self.keys.insert(k, v.clone());
         Ok(v)
     }
@@ -372,7 +457,7 @@ impl Emitter<'_> {
     fn bf16_table(&mut self, v: Value) -> Val {
         let i = self.slots.iter().filter(|s| **s == Slot::Bf16Table).count();
         self.slot(Slot::Bf16Table, Some(HostValue::Bf16Table(v)));
-        Val { name: format!("%arg{}", 2 + i), ty: tensor(&[PAIRS], "ui32") }
+        Val { name: format!("%arg{}", 1 + i), ty: tensor(&[PAIRS], "ui32") }
     }
 
     /// `table[index]` for a 1-D `table` and a ui32 `index` of shape `shape` (one gather).
@@ -460,13 +545,17 @@ impl Emitter<'_> {
         }
         let out = self.local_ty(dt);
         let local = self.compute.clone();
+        let draw = self.absorbed.unwrap_or(v);
+        if draw != v {
+            self.ops.push(self.m.node(draw).op.mnemonic());
+        }
         self.ops.push(node.op.mnemonic());
         // Host scalars and keys first: read once, shared by every lane.
-        let key = match node.op {
+        let key = match self.m.node(draw).op {
             Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } => Some(self.key(key)?),
             _ => None,
         };
-        let table = self.looks_up(v);
+        let table = self.looks_up(v) || draw != v;
         let consts: Vec<Val> = match node.op {
             _ if table => vec![self.bf16_table(v)],
             Op::Uniform { min, max, .. } => {
@@ -497,7 +586,7 @@ impl Emitter<'_> {
         let out = out.to_string();
         let k = || key.cloned().ok_or(LowerError::Internal("random op without key".into()));
         Ok(match node.op.clone() {
-            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if self.looks_up(v) => {
+            _ if self.looks_up(v) || self.absorbed.is_some() => {
                 // both elements of a group are one pair-table entry at the 14 bits `y0 & 0x3FFF`
                 // (the lanes' gathers are identical, so XLA's CSE keeps one per block)
                 let t = tensor(local, "ui32");
@@ -506,6 +595,9 @@ impl Emitter<'_> {
                 let m = self.body.constant(&(PAIRS - 1).to_string(), &t);
                 let x = self.body.ew("stablehlo.and", &[&y[0], &m]);
                 let pair = self.lookup(&consts[0], &x, local, "ui32");
+                if j == 0 {
+                    self.pairs.insert(v, pair.clone());
+                }
                 let pair = if j == 0 { pair } else {
                     let s = self.body.constant("16", &t);
                     self.body.ew("stablehlo.shift_right_logical", &[&pair, &s])
@@ -584,13 +676,12 @@ impl Emitter<'_> {
     fn finish(mut self, dt: &DType, out: Val) -> ShardProgram {
         let words: usize = self.slots.iter().map(|s| s.words()).sum();
         let arg_ty = tensor(&[words as u64], "ui32");
-        let dyn_ty = tensor(&[2 + 2 * self.dyn_keys.len() as u64], "ui32");
         let mut text = String::new();
         let _ = writeln!(text, "module @shard attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{");
-        let tables: String = (0..self.slots.iter().filter(|s| **s == Slot::Bf16Table).count()).map(|i| format!(", %arg{}: {}", 2 + i, tensor(&[PAIRS], "ui32"))).collect();
-        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}, %arg1: {dyn_ty}{tables}) -> ({}) {{", out.ty);
+        let tables: String = (0..self.slots.iter().filter(|s| **s == Slot::Bf16Table).count()).map(|i| format!(", %arg{}: {}", 1 + i, tensor(&[PAIRS], "ui32"))).collect();
+        let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}{tables}) -> ({}) {{", out.ty);
         for l in &self.body.lines {
-            let _ = writeln!(text, "    {}", l.replace(": (ARG0)", &format!(": ({arg_ty})")).replace(": (ARG1)", &format!(": ({dyn_ty})")));
+            let _ = writeln!(text, "    {}", l.replace("(ARG0", &format!("({arg_ty}")));
         }
         text.push_str("  }\n");
         for f in std::mem::take(&mut self.funcs.text) {
@@ -619,7 +710,7 @@ fn parse_hex(s: &str) -> u64 {
 
 /// A shard program's text turned into one that runs `k` launches of it in one execute: its
 /// `@main` becomes the private `@shard_main`, and a new `@main` takes `k` argument lists (each
-/// `%static, %dynamic, %table...` as before) and returns the `k` shards, in order. XLA compiles
+/// `%static, %table...` as before) and returns the `k` shards, in order. XLA compiles
 /// the identical bodies once per kernel (its kernel reuse) and the host makes one PJRT call.
 pub fn batched_program(text: &str, k: usize) -> Result<String, LowerError> {
     let bad = || LowerError::Internal("shard program text without its `@main` signature".into());
