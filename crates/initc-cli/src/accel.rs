@@ -28,7 +28,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     };
     let client = open(&args.plugin)?;
     let t_plan = Instant::now();
-    let mut mat = Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch as usize).map_err(|e| {
+    let mut mat = Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch.map(|b| b as usize)).map_err(|e| {
         let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
         CliError::Plain(format!("{e}{hint}"))
     })?;

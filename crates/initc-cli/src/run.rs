@@ -36,9 +36,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// With --backend pjrt: at most this many launches of one shard program per PJRT execute
-    /// (each execute costs the host ~35 µs; each extra launch per execute costs compile time).
-    #[arg(long, value_name = "N", default_value_t = initc_device::MAX_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub batch: u64,
+    /// (default: 16 for fast-mode bf16 table programs, 8 for others). Each execute costs the
+    /// host ~20-35 µs, which on several GPUs of one host can leave them waiting; each extra
+    /// launch per execute costs compile time. Every 4 launches of a batch run as one kernel.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=initc_device::MAX_BATCH as u64))]
+    pub batch: Option<u64>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,

@@ -69,7 +69,7 @@ pub struct Materializer<'m> {
     batched: usize,
     /// Per device slot, its launches grouped into batches (one PJRT execute each).
     batches: Vec<Vec<Batch>>,
-    /// Static words of every launch, on its device, for the seed they hold keys of.
+    /// Static words of every batch, on its device, for the seed they hold keys of.
     statics: Vec<Mutex<Statics>>,
     /// Table arguments (`pack::table_specs`), each distinct table once per device.
     tables: Vec<DeviceTables>,
@@ -97,24 +97,29 @@ pub fn assign(m: &Module, mesh_devices: &[u64], available: usize) -> Result<Vec<
     Ok(mesh_devices.iter().map(|&d| d as usize).collect())
 }
 
-/// One device's static-word buffers (`None` for an empty shard), packed for `seed`.
+/// One device's static words: per batch, one buffer per group of [`FUSE`] launches (their
+/// words one after the other: [`initc_stablehlo::batched_program`]), packed for `seed`.
 struct Statics {
     seed: u64,
-    buffers: Vec<Option<Buffer>>,
+    buffers: Vec<Vec<Buffer>>,
 }
 
-/// Packs and starts uploading the static words of a device's launches for the evaluator's seed.
-fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches) -> Result<(Vec<Option<Buffer>>, Vec<initc_pjrt::Upload>), DeviceError> {
-    let mut bufs = Vec::with_capacity(dl.launches.len());
-    let mut pending = Vec::new();
-    for l in &dl.launches {
-        if l.region.numel() == 0 {
-            bufs.push(None);
-            continue;
+/// Packs and starts uploading the static words of a device's batches for the evaluator's seed.
+fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches, batches: &[Batch]) -> Result<(Vec<Vec<Buffer>>, Vec<initc_pjrt::Upload>), DeviceError> {
+    let mut bufs = Vec::with_capacity(batches.len());
+    let mut pending = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut group = Vec::new();
+        for launches in b.launches.chunks(FUSE) {
+            let words: Vec<u32> = launches.iter().flat_map(|&k| {
+                let l = &dl.launches[k];
+                pack::pack_static(m, ev, &plan.programs[l.program], l)
+            }).collect();
+            let (buf, up) = upload_words_async(client, device, &words)?;
+            group.push(buf);
+            pending.push(up);
         }
-        let (buf, up) = upload_words_async(client, device, &pack::pack_static(m, ev, &plan.programs[l.program], l))?;
-        bufs.push(Some(buf));
-        pending.push(up);
+        bufs.push(group);
     }
     Ok((bufs, pending))
 }
@@ -131,16 +136,17 @@ impl<'m> Materializer<'m> {
     /// Plans `mesh_devices`, maps them onto the client's devices and compiles every distinct
     /// shard program (in parallel).
     pub fn new(m: &'m Module, client: Client, mesh_devices: &[u64], options: &CompileOptions) -> Result<Materializer<'m>, DeviceError> {
-        Self::with_batch(m, client, mesh_devices, options, MAX_BATCH)
+        Self::with_batch(m, client, mesh_devices, options, None)
     }
 
     /// [`Materializer::new`] with at most `max_batch` launches per PJRT execute (1: one
-    /// execute per launch; larger batches cost compile time: XLA compiles each copy).
-    pub fn with_batch(m: &'m Module, client: Client, mesh_devices: &[u64], options: &CompileOptions, max_batch: usize) -> Result<Materializer<'m>, DeviceError> {
+    /// execute per launch; `None`: [`crate::Program::default_batch`]; larger batches cost
+    /// compile time).
+    pub fn with_batch(m: &'m Module, client: Client, mesh_devices: &[u64], options: &CompileOptions, max_batch: Option<usize>) -> Result<Materializer<'m>, DeviceError> {
         let targets = assign(m, mesh_devices, client.devices().len())?;
         let plan = DevicePlan::new(m, mesh_devices)?;
         let t0 = Instant::now();
-        let (batches, wanted) = plan.batches(max_batch.max(1));
+        let (batches, wanted) = plan.batches(max_batch);
         // A client's first transfer to a device sets up its memory (1.5-2 s on an H200, most of
         // what loading took): done here, on a thread per device, while XLA compiles.
         let (executables, first) = std::thread::scope(|s| {
@@ -167,7 +173,8 @@ impl<'m> Materializer<'m> {
         let loaded = std::thread::scope(|s| {
             let handles: Vec<_> = plan.devices.iter().enumerate().map(|(i, dl)| {
                 let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
-                s.spawn(move || -> Result<(Vec<Option<Buffer>>, DeviceTables), DeviceError> {
+                let batches = &batches;
+                s.spawn(move || -> Result<(Vec<Vec<Buffer>>, DeviceTables), DeviceError> {
                     let mut tables = DeviceTables::default();
                     let mut index: HashMap<pack::TableSpec, usize> = HashMap::new();
                     let mut pending = Vec::new();
@@ -190,7 +197,7 @@ impl<'m> Materializer<'m> {
                         }
                         tables.uses.push(uses);
                     }
-                    let (bufs, more) = upload_statics(client, device, m, ev, plan, dl)?;
+                    let (bufs, more) = upload_statics(client, device, m, ev, plan, dl, &batches[i])?;
                     for up in pending.into_iter().chain(more) {
                         up.wait()?;
                     }
@@ -209,7 +216,7 @@ impl<'m> Materializer<'m> {
         self.threads_per_device = n.max(1);
     }
 
-    /// Executables that run several launches of one program ([`MAX_BATCH`]).
+    /// Executables that run several launches of one program.
     pub fn batched_executables(&self) -> usize {
         self.batched
     }
@@ -256,7 +263,7 @@ impl<'m> Materializer<'m> {
         let mut statics = self.statics[i].lock().map_err(|_| DeviceError::Internal("a launch thread panicked".into()))?;
         let mut reseeded = Vec::new();
         if statics.seed != ev.seed() {
-            let (buffers, pending) = upload_statics(&self.client, &device, self.m, ev, &self.plan, dl)?;
+            let (buffers, pending) = upload_statics(&self.client, &device, self.m, ev, &self.plan, dl, &self.batches[i])?;
             *statics = Statics { seed: ev.seed(), buffers };
             reseeded = pending;
         }
@@ -264,55 +271,56 @@ impl<'m> Materializer<'m> {
         let n = dl.launches.len();
         let batches = &self.batches[i];
         let threads = self.threads_per_device.min(batches.len().max(1));
-        // Batch b goes to thread b % threads; each thread returns (launch, buffer).
-        let mut parts: Vec<Result<Vec<(usize, Buffer)>, DeviceError>> = std::thread::scope(|s| {
+        // Batch b goes to thread b % threads; each thread returns (batch, launch, buffer).
+        let parts: Vec<Result<Vec<(usize, usize, Buffer)>, DeviceError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|t| {
                 let device = &device;
-                s.spawn(move || -> Result<Vec<(usize, Buffer)>, DeviceError> {
+                s.spawn(move || -> Result<Vec<(usize, usize, Buffer)>, DeviceError> {
                     let mut out = Vec::with_capacity(n / threads + 1);
-                    for batch in batches.iter().skip(t).step_by(threads) {
-                        let mut args = Vec::new();
+                    for (b, batch) in batches.iter().enumerate().skip(t).step_by(threads) {
+                        let mut args: Vec<&Buffer> = statics[b].iter().collect();
                         for &k in &batch.launches {
-                            let stat = statics[k].as_ref().ok_or_else(|| DeviceError::Internal("a batched launch without static words".into()))?;
-                            args.push(stat);
                             args.extend(self.tables[i].uses[k].iter().map(|&t| &self.tables[i].buffers[t]));
                         }
                         let res = self.executables[batch.executable].execute_on(device, &args)?;
                         if res.len() != batch.launches.len() {
                             return Err(DeviceError::Internal(format!("executable {} returned {} buffers for {} launches", batch.executable, res.len(), batch.launches.len())));
                         }
-                        out.extend(batch.launches.iter().copied().zip(res));
+                        out.extend(batch.launches.iter().zip(res).map(|(&k, buf)| (b, k, buf)));
                     }
                     Ok(out)
                 })
             }).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
         });
+        let mut launched = Vec::with_capacity(n);
+        for part in parts {
+            launched.extend(part?);
+        }
+        // Wait in the order the batches were queued, so that the waits overlap the device's work
+        // and only the last batches' remain when it finishes.
+        launched.sort_by_key(|x| x.0);
+        let enqueue = t0.elapsed();
+        let mut slots: Vec<Option<Buffer>> = (0..n).map(|_| None).collect();
+        for (_, k, buf) in launched {
+            buf.wait_ready()?;
+            slots[k] = Some(buf);
+        }
         // Empty shards: a zero-sized buffer each, no program.
-        let mut empty = Vec::new();
         for (k, l) in dl.launches.iter().enumerate() {
-            if statics[k].is_none() {
+            if l.region.numel() == 0 {
                 let p = &self.m.params[l.param];
                 let dims: Vec<i64> = l.region.shape.iter().map(|&d| d as i64).collect();
-                empty.push((k, self.client.upload(&device, element_type(p.ty.dtype)?, &dims, &[])?));
-            }
-        }
-        parts.push(Ok(empty));
-        let mut slots: Vec<Option<Buffer>> = (0..n).map(|_| None).collect();
-        for part in parts {
-            for (k, buf) in part? {
+                let buf = self.client.upload(&device, element_type(p.ty.dtype)?, &dims, &[])?;
+                buf.wait_ready()?;
                 slots[k] = Some(buf);
             }
         }
-        let enqueue = t0.elapsed();
         let mut shards = Vec::with_capacity(n);
         for (l, buf) in dl.launches.iter().zip(slots) {
             let buffer = buf.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))?;
             let p = &self.m.params[l.param];
             shards.push(Shard { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, buffer });
-        }
-        for s in &shards {
-            s.buffer.wait_ready()?;
         }
         for up in reseeded {
             up.wait()?;
@@ -332,10 +340,12 @@ fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result
 }
 
 /// Compiles every program, in parallel (PJRT compiles are thread-safe).
-/// Default most launches one PJRT execute runs ([`initc_stablehlo::batched_program`]). A PJRT
-/// execute costs the host ~35 µs (H200, CUDA plugin), so 291 single launches of the 8B model
-/// kept a device waiting on the host once shards are small (fsdp=4).
-pub const MAX_BATCH: usize = 4;
+/// Launches of a batch that share one static-word vector, so that XLA fuses them into one
+/// kernel ([`initc_stablehlo::batched_program`]).
+pub const FUSE: usize = 4;
+
+/// The most launches `--batch` accepts per execute.
+pub const MAX_BATCH: usize = 64;
 
 /// Compiles `(program, k)` for each wanted pair (`k > 1`: [`initc_stablehlo::batched_program`]),
 /// in parallel.
@@ -344,7 +354,7 @@ fn compile_all(client: &Client, plan: &DevicePlan, wanted: &[(usize, usize)], op
         .map(|&(p, k)| {
             let prog = &plan.programs[p];
             let text = if k == 1 { prog.text.clone() } else {
-                initc_stablehlo::batched_program(&prog.text, k).map_err(|e| DeviceError::Internal(e.to_string()))?
+                initc_stablehlo::batched_program(&prog.text, k, FUSE).map_err(|e| DeviceError::Internal(e.to_string()))?
             };
             let program = if k == 1 { prog.summary.clone() } else { format!("{} x{k} batched", prog.summary) };
             client.compile(text.as_bytes(), options).map_err(|e| DeviceError::Compile { program, source: e })

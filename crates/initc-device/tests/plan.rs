@@ -61,14 +61,14 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
     let cases = [(llama(32, ""), vec![0]), (llama(2, "[mesh]\ntp = 3\n[sharding]\nrules = \"tp\"\nuneven = \"pad\"\n"), vec![0, 1, 2])];
     for (m, devices) in cases {
         let plan = DevicePlan::new(&m, &devices).unwrap();
-        for max in [1, 4, 16] {
+        for max in [Some(1), Some(4), Some(16), None] {
             let (per_device, wanted) = plan.batches(max);
             assert_eq!(per_device.len(), devices.len());
             for (dl, batches) in plan.devices.iter().zip(&per_device) {
                 let mut seen = vec![0u32; dl.launches.len()];
                 for b in batches {
                     let (program, k) = wanted[b.executable];
-                    assert!(k == b.launches.len() && (1..=max).contains(&k), "batch of {} on an executable for {k}", b.launches.len());
+                    assert!(k == b.launches.len() && (1..=max.unwrap_or_else(|| plan.programs[program].default_batch())).contains(&k), "batch of {} on an executable for {k}", b.launches.len());
                     for &l in &b.launches {
                         assert_eq!(dl.launches[l].program, program);
                         seen[l] += 1;
@@ -84,7 +84,7 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
         }
         if devices.len() == 1 {
             // the 8B model: 32 identical layers fill batches of 4 exactly
-            let (per_device, wanted) = plan.batches(4);
+            let (per_device, wanted) = plan.batches(Some(4));
             assert_eq!(per_device[0].len(), 78);
             assert!(wanted.len() <= 2 * plan.programs.len());
         }

@@ -104,10 +104,16 @@ fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
     let p = m.params.iter().position(|p| p.fqn.ends_with("attention.wo.weight")).unwrap();
     let sp = initc_stablehlo::shard_program(&m, p, &initc_shard::Region::full(&m.params[p].ty.shape)).unwrap();
     assert!(sp.text.contains("%arg1: tensor<16384xui32>"), "a bf16 draw takes its pair table as an argument");
-    let b = initc_stablehlo::batched_program(&sp.text, 3).unwrap();
+    let b = initc_stablehlo::batched_program(&sp.text, 3, 2).unwrap();
     initc_stablehlo::check_text(&b).unwrap();
     assert_eq!(b.matches("func.call @shard_main(").count(), 3);
     assert!(b.contains("func.func private @shard_main(%arg0"));
     assert!(b.contains("%b2_1: tensor<16384xui32>"));
-    assert!(initc_stablehlo::batched_program("module {}", 2).is_err());
+    // static words in groups of 2 launches: 2 + 1
+    let words = sp.slots.iter().map(|s| s.words()).sum::<usize>();
+    assert!(b.contains(&format!("@main(%statics0: tensor<{}xui32>, %statics1: tensor<{words}xui32>,", 2 * words)), "{}", &b[..b.len().min(3000)]);
+    assert!(b.contains(&format!("(%statics0) {{start_indices = array<i64: {words}>, limit_indices = array<i64: {}>", 2 * words)));
+    assert_eq!(initc_stablehlo::batch_groups(16, 4), vec![4, 4, 4, 4]);
+    assert_eq!(initc_stablehlo::batch_groups(6, 4), vec![4, 2]);
+    assert!(initc_stablehlo::batched_program("module {}", 2, 4).is_err());
 }
