@@ -1,8 +1,9 @@
 //! `initc lower`: emit the init program as StableHLO (text or MLIR bytecode).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use initc_device::{DevicePlan, FUSE};
 use initc_stablehlo::{Options, Partitioner};
 
 use crate::input::{load_sharded, write_output, CliError, ShardArgs};
@@ -30,10 +31,29 @@ pub struct LowerArgs {
     /// Write MLIR bytecode instead of text.
     #[arg(long)]
     pub bytecode: bool,
+    /// Instead of the SPMD module, write into directory DIR what `run --backend pjrt` executes:
+    /// the shard programs (`programs/E.mlir`, batched ones included), every execute's argument
+    /// words (`statics/`, `tables/`, little-endian u32) and `manifest.json`, which lists per
+    /// mesh device its executes and the shards they return. For oracles that run them on
+    /// another backend (tools/oracle/test_shard_programs.py).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "bytecode"])]
+    pub shard_programs: Option<PathBuf>,
+    /// With --shard-programs: only mesh device K (default: every device of the mesh).
+    #[arg(long, value_name = "K", requires = "shard_programs")]
+    pub device: Option<u64>,
+    /// With --shard-programs: the seed the static words hold keys for (default: the model's).
+    #[arg(long, requires = "shard_programs")]
+    pub seed: Option<u64>,
+    /// With --shard-programs: at most this many launches per execute (as `run --batch`).
+    #[arg(long, value_name = "N", requires = "shard_programs", value_parser = clap::value_parser!(u64).range(1..=initc_device::MAX_BATCH as u64))]
+    pub batch: Option<u64>,
 }
 
 pub fn run(args: &LowerArgs) -> Result<(), CliError> {
     let m = load_sharded(&args.input, &args.shard)?;
+    if let Some(dir) = &args.shard_programs {
+        return shard_programs(&m, args, dir);
+    }
     let partitioner = match args.partitioner {
         PartitionerArg::Shardy => Partitioner::Shardy,
         PartitionerArg::Gspmd => Partitioner::Gspmd,
@@ -42,4 +62,68 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
     let bytecode = args.bytecode || args.output.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "mlirbc"));
     let bytes = if bytecode { lowered.bytecode() } else { lowered.text().map(String::into_bytes) }.map_err(|e| CliError::Plain(e.to_string()))?;
     write_output(args.output.as_deref(), &bytes)
+}
+
+fn words_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// `lower --shard-programs DIR`: the programs and argument words of every execute, written to a
+/// temporary directory next to DIR, then renamed into place.
+fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<(), CliError> {
+    let plain = |e: &dyn std::fmt::Display| CliError::Plain(e.to_string());
+    let io = |what: &Path, e: std::io::Error| CliError::Plain(format!("cannot write {}: {e}", what.display()));
+    let devices: Vec<u64> = match (args.device, &m.mesh) {
+        (Some(d), _) => vec![d],
+        (None, Some(mesh)) => (0..mesh.devices()).collect(),
+        (None, None) => vec![0],
+    };
+    let plan = DevicePlan::new(m, &devices).map_err(|e| plain(&e))?;
+    let (batches, wanted) = plan.batches(args.batch.map(|b| b as usize));
+    let seed = args.seed.unwrap_or(m.seed);
+    let ev = initc_cpu::Evaluator::new(m, seed);
+    let parent = dir.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::TempDir::new_in(parent).map_err(|e| io(parent, e))?;
+    let write = |rel: String, bytes: &[u8]| -> Result<String, CliError> {
+        let path = tmp.path().join(&rel);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        Ok(rel)
+    };
+    let mut programs = Vec::with_capacity(wanted.len());
+    for (e, &(p, k)) in wanted.iter().enumerate() {
+        let text = if k == 1 { plan.programs[p].text.clone() } else { initc_stablehlo::batched_program(&plan.programs[p].text, k, FUSE).map_err(|e| plain(&e))? };
+        programs.push(write(format!("programs/{e}.mlir"), text.as_bytes())?);
+    }
+    let mut out_devices = Vec::new();
+    for (i, dl) in plan.devices.iter().enumerate() {
+        let d = dl.mesh_device;
+        let (specs, uses) = initc_device::device_tables(m, &ev, dl);
+        let tables = specs.iter().enumerate().map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &words_bytes(&spec.build()))).collect::<Result<Vec<_>, _>>()?;
+        let mut out_batches = Vec::new();
+        for (b, batch) in batches[i].iter().enumerate() {
+            let statics = initc_device::batch_statics(m, &ev, &plan, dl, batch, FUSE).iter().enumerate().map(|(g, w)| write(format!("statics/{d}-{b}-{g}.bin"), &words_bytes(w))).collect::<Result<Vec<_>, _>>()?;
+            let launches: Vec<_> = batch.launches.iter().map(|&k| {
+                let l = &dl.launches[k];
+                let p = &m.params[l.param];
+                serde_json::json!({"fqn": p.fqn, "offset": l.region.offset, "shape": l.region.shape, "dtype": p.ty.dtype.name(), "tables": uses[k].iter().map(|&t| &tables[t]).collect::<Vec<_>>()})
+            }).collect();
+            out_batches.push(serde_json::json!({"program": programs[batch.executable], "statics": statics, "launches": launches}));
+        }
+        out_devices.push(serde_json::json!({"mesh_device": d, "batches": out_batches}));
+    }
+    let manifest = serde_json::json!({"seed": seed, "fuse": FUSE, "devices": out_devices});
+    write("manifest.json".into(), serde_json::to_string_pretty(&manifest).map_err(|e| plain(&e))?.as_bytes())?;
+    if dir.exists() {
+        if !dir.join("manifest.json").is_file() {
+            return Err(CliError::Plain(format!("{} exists and is not a --shard-programs export (no manifest.json); give a new directory", dir.display())));
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dir).map_err(|e| io(dir, e))?;
+    eprintln!("wrote {} programs and {} executes for {} device(s) to {}", programs.len(), batches.iter().map(Vec::len).sum::<usize>(), plan.devices.len(), dir.display());
+    Ok(())
 }

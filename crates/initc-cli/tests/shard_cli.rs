@@ -138,3 +138,40 @@ fn sharding_errors_point_into_the_file_or_name_the_flag() {
     assert!(text(&o.stderr).contains("warning: 28 parameter(s) matched no sharding rule and are replicated on every device: transformer.wte.weight, transformer.wpe.weight, "), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains(" and 23 more"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn shard_program_export_lists_every_launch_and_never_clobbers_other_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("export");
+    let d = dir.to_str().unwrap();
+    let o = initc(&["lower", "examples/llama3_tiny.toml", "--rng", "fast", "--mesh", "fsdp=2", "--rules", "fsdp", "--shard-programs", d]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let devices = manifest["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    for dev in devices {
+        // every parameter's shard is returned by exactly one execute, whose files exist
+        let mut fqns: Vec<String> = Vec::new();
+        for b in dev["batches"].as_array().unwrap() {
+            assert!(dir.join(b["program"].as_str().unwrap()).is_file());
+            for s in b["statics"].as_array().unwrap() {
+                assert!(dir.join(s.as_str().unwrap()).metadata().unwrap().len() > 0);
+            }
+            fqns.extend(b["launches"].as_array().unwrap().iter().map(|l| l["fqn"].as_str().unwrap().to_string()));
+        }
+        fqns.sort();
+        let n = fqns.len();
+        fqns.dedup();
+        assert_eq!(fqns.len(), n, "a shard returned twice");
+        assert_eq!(n, 21, "llama3_tiny has 21 parameters");
+    }
+    // a second export replaces the first; a directory that is not an export is refused
+    assert!(initc(&["lower", "examples/llama3_tiny.toml", "--shard-programs", d]).status.success());
+    let other = tmp.path().join("notes");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let o = initc(&["lower", "examples/llama3_tiny.toml", "--shard-programs", other.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("is not a --shard-programs export"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(other.join("keep.txt")).unwrap(), "mine");
+}

@@ -7,7 +7,9 @@ use initc_ir::{BinaryOp, Module, UnaryOp};
 use initc_rng::{Half, HalfDraw};
 use initc_stablehlo::{HostValue, Slot};
 
-use crate::plan::{Launch, Program};
+use std::collections::HashMap;
+
+use crate::plan::{Batch, DeviceLaunches, DevicePlan, Launch, Program};
 
 fn push_u64(out: &mut Vec<u32>, x: u64) {
     out.push((x >> 32) as u32);
@@ -161,4 +163,33 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
         }
     }
     out
+}
+
+/// The static words of `batch` (launches of device `dl`) for the evaluator's seed: one vector per
+/// group of `fuse` launches, each launch's words one after the other (the arguments of
+/// `initc_stablehlo::batched_program`; one vector for a single launch).
+pub fn batch_statics(m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches, batch: &Batch, fuse: usize) -> Vec<Vec<u32>> {
+    batch.launches.chunks(fuse.max(1)).map(|group| {
+        group.iter().flat_map(|&k| {
+            let l = &dl.launches[k];
+            pack_static(m, ev, &plan.programs[l.program], l)
+        }).collect()
+    }).collect()
+}
+
+/// A device's table arguments: each distinct [`TableSpec`] once, and per launch the indices
+/// of its tables (its arguments after the static words, in order; none for empty shards).
+pub fn device_tables(m: &Module, ev: &Evaluator, dl: &DeviceLaunches) -> (Vec<TableSpec>, Vec<Vec<usize>>) {
+    let mut specs: Vec<TableSpec> = Vec::new();
+    let mut index: HashMap<TableSpec, usize> = HashMap::new();
+    let uses = dl.launches.iter().map(|l| {
+        if l.region.numel() == 0 {
+            return Vec::new();
+        }
+        table_specs(m, ev, l).into_iter().map(|spec| *index.entry(spec.clone()).or_insert_with(|| {
+            specs.push(spec);
+            specs.len() - 1
+        })).collect()
+    }).collect();
+    (specs, uses)
 }

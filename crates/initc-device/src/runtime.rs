@@ -1,6 +1,5 @@
 //! Compiling the shard programs and launching them on PJRT devices.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -110,11 +109,7 @@ fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, 
     let mut pending = Vec::with_capacity(batches.len());
     for b in batches {
         let mut group = Vec::new();
-        for launches in b.launches.chunks(FUSE) {
-            let words: Vec<u32> = launches.iter().flat_map(|&k| {
-                let l = &dl.launches[k];
-                pack::pack_static(m, ev, &plan.programs[l.program], l)
-            }).collect();
+        for words in pack::batch_statics(m, ev, plan, dl, b, FUSE) {
             let (buf, up) = upload_words_async(client, device, &words)?;
             group.push(buf);
             pending.push(up);
@@ -175,27 +170,13 @@ impl<'m> Materializer<'m> {
                 let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
                 let batches = &batches;
                 s.spawn(move || -> Result<(Vec<Vec<Buffer>>, DeviceTables), DeviceError> {
-                    let mut tables = DeviceTables::default();
-                    let mut index: HashMap<pack::TableSpec, usize> = HashMap::new();
-                    let mut pending = Vec::new();
-                    for l in &dl.launches {
-                        let mut uses = Vec::new();
-                        if l.region.numel() > 0 {
-                            for spec in pack::table_specs(m, ev, l) {
-                                let t = match index.get(&spec) {
-                                    Some(&t) => t,
-                                    None => {
-                                        let (buf, up) = upload_words_async(client, device, &spec.build())?;
-                                        pending.push(up);
-                                        tables.buffers.push(buf);
-                                        index.insert(spec, tables.buffers.len() - 1);
-                                        tables.buffers.len() - 1
-                                    }
-                                };
-                                uses.push(t);
-                            }
-                        }
-                        tables.uses.push(uses);
+                    let (specs, uses) = pack::device_tables(m, ev, dl);
+                    let mut tables = DeviceTables { buffers: Vec::with_capacity(specs.len()), uses };
+                    let mut pending = Vec::with_capacity(specs.len());
+                    for spec in &specs {
+                        let (buf, up) = upload_words_async(client, device, &spec.build())?;
+                        tables.buffers.push(buf);
+                        pending.push(up);
                     }
                     let (bufs, more) = upload_statics(client, device, m, ev, plan, dl, &batches[i])?;
                     for up in pending.into_iter().chain(more) {

@@ -157,7 +157,19 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
     e.body.loc = None;
     let chain = if lanes > 1 { table_chain(m, p.value) } else { None };
     e.absorbed = chain.map(|(draw, _)| draw);
-    for v in if e.absorbed.is_some() { vec![p.value] } else { cone(m, p.value) } {
+    let nodes = if e.absorbed.is_some() { vec![p.value] } else { cone(m, p.value) };
+    // Keys first, in node order: the slot layout then does not depend on whether a constant
+    // was traced before or after the key (torchtitan's wq and wo share text).
+    for &v in &nodes {
+        let draw = if Some(v) == nodes.last().copied() { e.absorbed.unwrap_or(v) } else { v };
+        if let Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } = m.node(draw).op {
+            e.key(key)?;
+        }
+    }
+    // Then host constants, then the rest, each in node order (again so that the text does not
+    // depend on the order the constructor traced them in).
+    let (constants, rest): (Vec<Value>, Vec<Value>) = nodes.into_iter().partition(|&v| e.is_host_constant(v));
+    for v in constants.into_iter().chain(rest) {
         e.node(v)?;
     }
     let out = e.get(p.value)?;

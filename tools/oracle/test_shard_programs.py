@@ -1,0 +1,106 @@
+"""Oracle: XLA:CPU runs the shard programs that `initc run --backend pjrt` executes on GPUs.
+
+`initc lower --shard-programs DIR` writes every execute of a run: its program (plain or batched,
+launches fused by 4), its static words (keys, key schedules, counter bases, host constants for
+the seed) and its table arguments (fast-mode bf16). This compiles each program with jaxlib's
+PJRT CPU client, runs every execute with those words, and checks each returned shard against
+`initc run --device K` (the CPU engine) bit for bit. So CI exercises the accelerator path
+(programs, packing, batching, tables) without an accelerator; the GPU tests in
+crates/initc-device/tests/pjrt.rs run the same programs through initc's own PJRT binding.
+Run by tools/test with the project venv; exits non-zero on a failure.
+"""
+import json, os, subprocess, sys, tempfile, time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax
+import numpy as np
+from jax.extend import backend as jex_backend
+from jax._src.lib import xla_client as xc
+from safetensors.numpy import load_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# (example, [model] overrides, extra initc args, seed). More layers than the examples have, so
+# that batches hold several groups of 4 launches (10 layers: groups of 4, 4 and 2).
+CASES = [
+    ("llama3_tiny", {"dtype": "bf16", "n_layers": 10}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 7),
+    ("llama3_tiny", {"n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2", "--rules", "fsdp"], 2**32 + 5),
+    ("llama3_tiny", {"n_layers": 5}, ["--rng", "jax"], 0),
+    ("llama3_tiny", {"dtype": "bf16", "n_layers": 5}, ["--rng", "jax", "--mesh", "tp=2", "--rules", "tp"], 3),
+    ("gpt2_tiny", {}, ["--rng", "fast", "--mesh", "fsdp=2,tp=4", "--rules", "fsdp+tp", "--uneven", "pad"], 11),
+    ("llama3_tiny", {"n_layers": 9}, ["--rng", "fast", "--batch", "1"], 5),
+]
+
+
+def initc(*args):
+    exe = os.environ.get("INITC_BIN") or os.path.join(ROOT, "target", "debug", "initc")
+    return subprocess.run([exe, *args], check=True, capture_output=True, cwd=ROOT).stdout
+
+
+def model_file(tmp, example, overrides):
+    text = open(os.path.join(ROOT, "examples", f"{example}.toml")).read()
+    for key, value in overrides.items():
+        if key == "dtype":
+            text = text.replace("[model]\n", f'[model]\ndtype = "{value}"\n', 1)
+        else:
+            lines = [f"{key} = {value}" if line.split("=")[0].strip() == key else line for line in text.splitlines()]
+            text = "\n".join(lines) + "\n"
+    path = os.path.join(tmp, f"{example}-{len(os.listdir(tmp))}.toml")
+    open(path, "w").write(text)
+    return path
+
+
+def words(path):
+    return np.fromfile(path, dtype="<u4")
+
+
+def main():
+    be = jex_backend.get_backend("cpu")
+    dev = be.devices()[0]
+    opts = jex_backend.get_compile_options(num_replicas=1, num_partitions=1, device_assignment=np.array([[dev.id]]))
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for example, overrides, extra, seed in CASES:
+            name = f"{example} {overrides} {' '.join(extra)}"
+            src = model_file(tmp, example, overrides)
+            export = os.path.join(tmp, "export")
+            lower_extra = [a for a in extra]
+            initc("lower", src, *lower_extra, "--seed", str(seed), "--shard-programs", export)
+            manifest = json.load(open(os.path.join(export, "manifest.json")))
+            t0 = time.time()
+            exes = {}
+            executes = shards = 0
+            run_extra = [a for i, a in enumerate(extra) if a != "--batch" and (i == 0 or extra[i - 1] != "--batch")]
+            sharded = "--mesh" in extra
+            for d in manifest["devices"]:
+                k = d["mesh_device"]
+                out = os.path.join(tmp, f"cpu-{k}")
+                initc("run", src, *run_extra, *(["--device", str(k)] if sharded else []), "--seed", str(seed), "--out", out)
+                want = load_file(os.path.join(out, "model.safetensors"))
+                for b in d["batches"]:
+                    prog = b["program"]
+                    if prog not in exes:
+                        code = open(os.path.join(export, prog)).read()
+                        exes[prog] = be.compile_and_load(code, xc.DeviceList((dev,)), opts)
+                    args = [words(os.path.join(export, s)) for s in b["statics"]]
+                    for l in b["launches"]:
+                        args += [words(os.path.join(export, t)) for t in l["tables"]]
+                    outs = exes[prog].execute_sharded([jax.device_put(a, dev) for a in args]).disassemble_into_single_device_arrays()
+                    executes += 1
+                    if len(outs) != len(b["launches"]):
+                        sys.exit(f"FAIL {name}: {prog} returned {len(outs)} arrays for {len(b['launches'])} launches")
+                    for l, o in zip(b["launches"], outs):
+                        got, exp = np.asarray(o[0]), want[l["fqn"]]
+                        shards += 1
+                        if list(got.shape) != list(exp.shape) or got.tobytes() != np.ascontiguousarray(exp).tobytes():
+                            diff = "shape" if list(got.shape) != list(exp.shape) else int((got.view(np.uint8) != exp.view(np.uint8)).sum())
+                            print(f"FAIL {name}: device {k} `{l['fqn']}` ({prog}): {diff} bytes differ from the CPU engine")
+                            failures += 1
+            print(f"ok   {name}: {len(exes)} programs, {executes} executes, {shards} shards, seed {seed}, {time.time() - t0:.1f} s")
+    if failures:
+        sys.exit(f"{failures} failure(s)")
+    print("shard-program oracle: every shard matches the CPU engine bit for bit")
+
+
+if __name__ == "__main__":
+    main()
