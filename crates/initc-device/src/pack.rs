@@ -5,7 +5,7 @@
 use initc_cpu::{Buf, Evaluator, Idx};
 use initc_ir::{BinaryOp, Module, UnaryOp};
 use initc_rng::{Half, HalfDraw};
-use initc_stablehlo::{HostValue, Slot};
+use initc_stablehlo::{ChainStep, HostValue, Slot};
 
 use std::collections::HashMap;
 
@@ -123,15 +123,9 @@ fn table_spec(m: &Module, ev: &Evaluator, v: initc_ir::Value) -> TableSpec {
     let Some((draw, chain)) = initc_stablehlo::table_chain(m, v) else {
         return TableSpec { draw: draw_key(&bf16_draw(m, v)), ops: Vec::new() };
     };
-    let seeded = m.seed_dependent();
-    let ops = chain.iter().map(|&x| match m.node(x).op {
-        initc_ir::Op::Unary { op, .. } => ChainOp::Unary(op),
-        initc_ir::Op::Binary { op, a, b } => {
-            let constant_first = !seeded[a.index()];
-            let c = if constant_first { a } else { b };
-            ChainOp::Binary { op, constant: bits(ev, &HostValue::Scalar(c)) as u16, constant_first }
-        }
-        _ => ChainOp::Unary(UnaryOp::Neg), // table_chain has only unary and binary ops
+    let ops = chain.iter().map(|step| match *step {
+        ChainStep::Unary(op) => ChainOp::Unary(op),
+        ChainStep::Binary { op, constant, constant_first } => ChainOp::Binary { op, constant: bits(ev, &HostValue::Scalar(constant)) as u16, constant_first },
     }).collect();
     TableSpec { draw: draw_key(&bf16_draw(m, draw)), ops }
 }

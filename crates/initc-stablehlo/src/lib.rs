@@ -18,7 +18,7 @@ mod shard_program;
 mod shardings;
 mod text;
 
-pub use shard_program::{batch_groups, batched_program, shard_program, table_chain, HostValue, ShardProgram, Slot};
+pub use shard_program::{batch_groups, batched_program, shard_program, table_chain, ChainStep, HostValue, ShardProgram, Slot};
 pub use shardings::gspmd;
 
 /// Which partitioner's annotations to emit.

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use initc_ir::{BinaryOp, DType, Module, Op, Value};
+use initc_ir::{BinaryOp, DType, Module, Op, UnaryOp, Value};
 use initc_shard::Region;
 
 use crate::emit::{binary_name, compare_attr, unary_name};
@@ -244,13 +244,22 @@ fn computes_flat(m: &Module, param: usize, region: &Region) -> bool {
     }
 }
 
+/// One element-wise op of a [`table_chain`], applied to the value coming up the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainStep {
+    Unary(UnaryOp),
+    /// `op(constant, x)` when `constant_first`, else `op(x, constant)`; `constant` is a
+    /// seed-independent bf16 scalar or splat node.
+    Binary { op: BinaryOp, constant: Value, constant_first: bool },
+}
+
 /// A fast-mode bf16 parameter value `v` that one table lookup computes: a bf16 draw (uniform,
 /// normal, truncated normal) followed by element-wise bf16 ops whose other operands are
 /// seed-independent scalars (e.g. `truncated_normal * std`). Returns the draw and the chain's
-/// nodes from the draw's user up to `v`; the host applies the chain to the draw's pair table
-/// with the CPU engine's arithmetic, and the program has no arithmetic on a scalar (which
-/// XLA:GPU would run as a kernel of its own: a u32-to-u16 convert of the constant).
-pub fn table_chain(m: &Module, v: Value) -> Option<(Value, Vec<Value>)> {
+/// steps from the draw's user up to `v`; the host applies them to the draw's pair table with
+/// the CPU engine's arithmetic, and the program has no arithmetic on a scalar (which XLA:GPU
+/// would run as a kernel of its own: a u32-to-u16 convert of the constant).
+pub fn table_chain(m: &Module, v: Value) -> Option<(Value, Vec<ChainStep>)> {
     let seeded = m.seed_dependent();
     let shape = &m.ty(v).shape;
     let host = |u: Value| !seeded[u.index()] && m.ty(u).dtype == DType::BF16 && (m.ty(u).numel() == Some(1) || m.is_splat(u));
@@ -263,17 +272,18 @@ pub fn table_chain(m: &Module, v: Value) -> Option<(Value, Vec<Value>)> {
         }
         match n.op {
             Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => break,
-            Op::Unary { x: a, .. } => {
-                chain.push(x);
+            Op::Unary { op, x: a } => {
+                chain.push(ChainStep::Unary(op));
                 x = a;
             }
-            Op::Binary { a, b, .. } => {
-                chain.push(x);
-                x = match (host(a), host(b)) {
-                    (false, true) => a,
-                    (true, false) => b,
+            Op::Binary { op, a, b } => {
+                let (next, constant, constant_first) = match (host(a), host(b)) {
+                    (false, true) => (a, b, false),
+                    (true, false) => (b, a, true),
                     _ => return None,
                 };
+                chain.push(ChainStep::Binary { op, constant, constant_first });
+                x = next;
             }
             _ => return None,
         }
