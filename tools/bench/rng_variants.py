@@ -89,10 +89,15 @@ def table_bf16():
     return tn_bf16(b)
 
 
-def v_jax():
+def jax_bits():
+    """JAX's layout: one threefry block per element, its two words xored."""
     i = lax.iota(U32, N)
     x, y = threefry(jnp.zeros_like(i), i)
-    return tn_f32(x ^ y)
+    return x ^ y
+
+
+def v_jax():
+    return tn_f32(jax_bits())
 
 
 def v_tf2_sel():
@@ -120,9 +125,7 @@ def v_philox_sel():
 
 
 def v_jax_bf16():
-    i = lax.iota(U32, N)
-    x, y = threefry(jnp.zeros_like(i), i)
-    return tn_bf16(x ^ y)
+    return tn_bf16(jax_bits())
 
 
 def v_tf4_sel_bf16():

@@ -21,11 +21,7 @@ fn gib(b: u64) -> f64 {
 
 pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     let plain = |e: &dyn std::fmt::Display| CliError::Plain(e.to_string());
-    let mesh_devices: Vec<u64> = match (args.device, &m.mesh) {
-        (Some(d), _) => vec![d],
-        (None, Some(mesh)) => (0..mesh.devices()).collect(),
-        (None, None) => vec![0],
-    };
+    let mesh_devices = crate::input::mesh_devices(args.device, m);
     let client = open(&args.plugin)?;
     let t_plan = Instant::now();
     let mut mat = Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch.map(|b| b as usize)).map_err(|e| {

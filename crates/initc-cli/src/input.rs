@@ -166,6 +166,16 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
 }
 
 /// Loads and shards in one step (see [`Loaded::sharded`]).
+/// The mesh devices a `--device K` option selects: K alone, else every device of the module's
+/// mesh (device 0 without a mesh).
+pub fn mesh_devices(device: Option<u64>, m: &Module) -> Vec<u64> {
+    match (device, &m.mesh) {
+        (Some(d), _) => vec![d],
+        (None, Some(mesh)) => (0..mesh.devices()).collect(),
+        (None, None) => vec![0],
+    }
+}
+
 pub fn load_sharded(path: &Path, shard: &ShardArgs) -> Result<Module, CliError> {
     let mut m = load(path)?.sharded(shard.mesh.as_ref(), shard.rules, shard.uneven)?;
     if let Some(r) = shard.rng {

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use initc_device::{DevicePlan, FUSE};
+use initc_device::{le_bytes, DevicePlan, FUSE};
 use initc_stablehlo::{Options, Partitioner};
 
-use crate::input::{load_sharded, write_output, CliError, ShardArgs};
+use crate::input::{load_sharded, mesh_devices, write_output, CliError, ShardArgs};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PartitionerArg {
@@ -64,21 +64,12 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
     write_output(args.output.as_deref(), &bytes)
 }
 
-fn words_bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
 /// `lower --shard-programs DIR`: the programs and argument words of every execute, written to a
 /// temporary directory next to DIR, then renamed into place.
 fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<(), CliError> {
     let plain = |e: &dyn std::fmt::Display| CliError::Plain(e.to_string());
     let io = |what: &Path, e: std::io::Error| CliError::Plain(format!("cannot write {}: {e}", what.display()));
-    let devices: Vec<u64> = match (args.device, &m.mesh) {
-        (Some(d), _) => vec![d],
-        (None, Some(mesh)) => (0..mesh.devices()).collect(),
-        (None, None) => vec![0],
-    };
-    let plan = DevicePlan::new(m, &devices).map_err(|e| plain(&e))?;
+    let plan = DevicePlan::new(m, &mesh_devices(args.device, m)).map_err(|e| plain(&e))?;
     let (batches, wanted) = plan.batches(args.batch.map(|b| b as usize));
     let seed = args.seed.unwrap_or(m.seed);
     let ev = initc_cpu::Evaluator::new(m, seed);
@@ -94,17 +85,17 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
     };
     let mut programs = Vec::with_capacity(wanted.len());
     for (e, &(p, k)) in wanted.iter().enumerate() {
-        let text = if k == 1 { plan.programs[p].text.clone() } else { initc_stablehlo::batched_program(&plan.programs[p].text, k, FUSE).map_err(|e| plain(&e))? };
+        let text = plan.executable_text(p, k).map_err(|e| plain(&e))?;
         programs.push(write(format!("programs/{e}.mlir"), text.as_bytes())?);
     }
     let mut out_devices = Vec::new();
     for (i, dl) in plan.devices.iter().enumerate() {
         let d = dl.mesh_device;
         let (specs, uses) = initc_device::device_tables(m, &ev, dl);
-        let tables = specs.iter().enumerate().map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &words_bytes(&spec.build()))).collect::<Result<Vec<_>, _>>()?;
+        let tables = specs.iter().enumerate().map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &le_bytes(&spec.build()))).collect::<Result<Vec<_>, _>>()?;
         let mut out_batches = Vec::new();
         for (b, batch) in batches[i].iter().enumerate() {
-            let statics = initc_device::batch_statics(m, &ev, &plan, dl, batch, FUSE).iter().enumerate().map(|(g, w)| write(format!("statics/{d}-{b}-{g}.bin"), &words_bytes(w))).collect::<Result<Vec<_>, _>>()?;
+            let statics = initc_device::batch_statics(m, &ev, &plan, dl, batch, FUSE).iter().enumerate().map(|(g, w)| write(format!("statics/{d}-{b}-{g}.bin"), &le_bytes(w))).collect::<Result<Vec<_>, _>>()?;
             let launches: Vec<_> = batch.launches.iter().map(|&k| {
                 let l = &dl.launches[k];
                 let p = &m.params[l.param];

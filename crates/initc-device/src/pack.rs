@@ -11,6 +11,11 @@ use std::collections::HashMap;
 
 use crate::plan::{Batch, DeviceLaunches, DevicePlan, Launch, Program};
 
+/// Words as the little-endian bytes of a `u32` buffer.
+pub fn le_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
 fn push_u64(out: &mut Vec<u32>, x: u64) {
     out.push((x >> 32) as u32);
     out.push(x as u32);

@@ -9,6 +9,10 @@ use rayon::prelude::*;
 
 use crate::DeviceError;
 
+/// Launches of a batch that share one static-word vector, so that XLA fuses them into one
+/// kernel ([`initc_stablehlo::batched_program`]).
+pub const FUSE: usize = 4;
+
 /// A distinct shard program (compiled once, launched for every shard that uses it).
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -147,5 +151,17 @@ impl DevicePlan {
             per_device.push(batches);
         }
         (per_device, wanted)
+    }
+}
+
+impl DevicePlan {
+    /// The text of the executable running `k` launches of program `p` per execute: the program
+    /// itself, or for `k > 1` [`initc_stablehlo::batched_program`] with groups of [`FUSE`].
+    pub fn executable_text(&self, p: usize, k: usize) -> Result<String, DeviceError> {
+        let text = &self.programs[p].text;
+        if k == 1 {
+            return Ok(text.clone());
+        }
+        initc_stablehlo::batched_program(text, k, FUSE).map_err(|e| DeviceError::Internal(e.to_string()))
     }
 }

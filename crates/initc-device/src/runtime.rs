@@ -8,7 +8,7 @@ use initc_ir::{DType, Module};
 use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable};
 use rayon::prelude::*;
 
-use crate::plan::{Batch, DeviceLaunches, DevicePlan};
+use crate::plan::{Batch, DeviceLaunches, DevicePlan, FUSE};
 use crate::{pack, DeviceError};
 
 /// One parameter shard living on a device.
@@ -120,7 +120,6 @@ fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, 
 }
 
 /// One device's table arguments: each distinct table once, and which ones each launch takes.
-#[derive(Default)]
 struct DeviceTables {
     buffers: Vec<Buffer>,
     /// Per launch, indices into `buffers` (its arguments 1, 2, ...).
@@ -310,33 +309,22 @@ impl<'m> Materializer<'m> {
     }
 }
 
-fn le_bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
 /// Starts uploading `words`; the buffer is usable at once, the [`initc_pjrt::Upload`] keeps
 /// the host copy until PJRT has read it.
 fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result<(Buffer, initc_pjrt::Upload), DeviceError> {
-    Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], le_bytes(words))?)
+    Ok(client.upload_async(device, ElementType::U32, &[words.len() as i64], pack::le_bytes(words))?)
 }
-
-/// Compiles every program, in parallel (PJRT compiles are thread-safe).
-/// Launches of a batch that share one static-word vector, so that XLA fuses them into one
-/// kernel ([`initc_stablehlo::batched_program`]).
-pub const FUSE: usize = 4;
 
 /// The most launches `--batch` accepts per execute.
 pub const MAX_BATCH: usize = 64;
 
-/// Compiles `(program, k)` for each wanted pair (`k > 1`: [`initc_stablehlo::batched_program`]),
-/// in parallel.
+/// Compiles `(program, k)` for each wanted pair ([`DevicePlan::executable_text`]), in parallel
+/// (PJRT compiles are thread-safe).
 fn compile_all(client: &Client, plan: &DevicePlan, wanted: &[(usize, usize)], options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
     wanted.par_iter()
         .map(|&(p, k)| {
+            let text = plan.executable_text(p, k)?;
             let prog = &plan.programs[p];
-            let text = if k == 1 { prog.text.clone() } else {
-                initc_stablehlo::batched_program(&prog.text, k, FUSE).map_err(|e| DeviceError::Internal(e.to_string()))?
-            };
             let program = if k == 1 { prog.summary.clone() } else { format!("{} x{k} batched", prog.summary) };
             client.compile(text.as_bytes(), options).map_err(|e| DeviceError::Compile { program, source: e })
         })

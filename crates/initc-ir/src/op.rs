@@ -152,6 +152,14 @@ impl Op {
         }
     }
 
+    /// The key a random draw (`random_bits`, `uniform`, `normal`, `truncated_normal`) reads.
+    pub fn random_key(&self) -> Option<Value> {
+        match self {
+            Op::RandomBits { key, .. } | Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } => Some(*key),
+            _ => None,
+        }
+    }
+
     /// Operand values, in order.
     pub fn operands(&self) -> Vec<Value> {
         match self {

@@ -160,9 +160,9 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
     let nodes = if e.absorbed.is_some() { vec![p.value] } else { cone(m, p.value) };
     // Keys first, in node order: the slot layout then does not depend on whether a constant
     // was traced before or after the key (torchtitan's wq and wo share text).
+    // (With a table chain, `nodes` is the parameter alone and its key is the chain's draw's.)
     for &v in &nodes {
-        let draw = if Some(v) == nodes.last().copied() { e.absorbed.unwrap_or(v) } else { v };
-        if let Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } = m.node(draw).op {
+        if let Some(key) = m.node(e.absorbed.unwrap_or(v)).op.random_key() {
             e.key(key)?;
         }
     }
@@ -573,9 +573,9 @@ impl Emitter<'_> {
         }
         self.ops.push(node.op.mnemonic());
         // Host scalars and keys first: read once, shared by every lane.
-        let key = match self.m.node(draw).op {
-            Op::Uniform { key, .. } | Op::Normal { key } | Op::TruncatedNormal { key, .. } | Op::RandomBits { key, .. } => Some(self.key(key)?),
-            _ => None,
+        let key = match self.m.node(draw).op.random_key() {
+            Some(k) => Some(self.key(k)?),
+            None => None,
         };
         let table = self.looks_up(v) || draw != v;
         let consts: Vec<Val> = match node.op {
