@@ -32,11 +32,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_shard_size: Option<u64>,
     /// Worker threads (default: all cores); with --backend pjrt, host threads enqueueing
-    /// launches per device (default 4).
+    /// launches per device (default 2; they live for all --repeat runs).
     #[arg(long)]
     pub threads: Option<usize>,
     /// With --backend pjrt: at most this many launches of one shard program per PJRT execute
-    /// (default: 16 for fast-mode bf16 table programs, 8 for others). Each execute costs the
+    /// (default: 16 for fast-mode bf16 table programs, 8 for other random programs, 64 for
+    /// fills such as a norm's ones). Each execute costs the
     /// host ~20-35 µs, which on several GPUs of one host can leave them waiting; each extra
     /// launch per execute costs compile time. Every 4 launches of a batch run as one kernel.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=initc_device::MAX_BATCH as u64))]

@@ -20,7 +20,7 @@ mod verify;
 
 pub use pack::{batch_statics, device_tables, draw_key, le_bytes, pack_static, table_specs, ChainOp, TableSpec};
 pub use plan::{region_of, Batch, DeviceLaunches, DevicePlan, Launch, Program, FUSE};
-pub use runtime::{assign, element_type, DeviceShards, Materialized, Materializer, Shard, MAX_BATCH};
+pub use runtime::{assign, element_type, DeviceShards, ExecuteSpan, Materialized, Materializer, Shard, DEFAULT_THREADS, MAX_BATCH};
 pub use verify::{to_host, verify, ShardCheck, F32_SCALE_TOLERANCE, F32_ULPS};
 
 #[derive(Debug, thiserror::Error)]

@@ -31,12 +31,25 @@ impl Program {
     }
 
     /// How many of its launches one execute runs by default: 16 for table programs (fast-mode
-    /// bf16), 8 for others. A PJRT execute costs the host ~20-35 µs (on 4 H200s, the 312
-    /// executes of a batch-4 fsdp=4 run took 6.4 ms: host-bound), while the compile time of a
-    /// batched program grows with its size (16 launches of an 8B f32 program: 3.5 s, of a
-    /// bf16 table program: 1.9 s; the target is 3 s).
+    /// bf16), 8 for other random programs, [`crate::MAX_BATCH`] for programs without a key
+    /// (fills such as a norm's ones: microseconds of device work, almost no compile time). A
+    /// PJRT execute costs the host ~20-100 µs (on 4 H200s, the 312 executes of a batch-4
+    /// fsdp=4 run took 6.4 ms: host-bound), while the compile time of a batched random program
+    /// grows with its size (16 launches of an 8B f32 program: 3.5 s, of a bf16 table program:
+    /// 1.9 s; the target is 3 s).
     pub fn default_batch(&self) -> usize {
-        if self.slots.contains(&Slot::Bf16Table) { 16 } else { 8 }
+        if !self.slots.iter().any(|s| matches!(s, Slot::Key(_))) {
+            crate::MAX_BATCH
+        } else if self.slots.contains(&Slot::Bf16Table) {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// Bytes one launch writes.
+    pub fn bytes(&self) -> u64 {
+        self.shape.iter().product::<u64>() * self.dtype.size_bytes()
     }
 }
 
@@ -118,8 +131,13 @@ pub struct Batch {
 
 impl DevicePlan {
     /// Groups each device's non-empty launches by program into batches of at most `max_batch`
-    /// (default: [`Program::default_batch`]) launches (one execute each), largest first; returns them and the executables they need, `(program, launches per
-    /// execute)` in the order of [`Batch::executable`] (`k > 1`: `initc_stablehlo::batched_program`).
+    /// (default: [`Program::default_batch`]) launches (one execute each), most bytes first;
+    /// returns them and the executables they need, `(program, launches per execute)` in the
+    /// order of [`Batch::executable`] (`k > 1`: `initc_stablehlo::batched_program`).
+    ///
+    /// Most bytes first: if the host spends a fixed time `c` per execute and the device `w_j`
+    /// on batch `j`, the device finishes at `max_k (k c + sum_{j >= k} w_j)`, which this order
+    /// minimizes for every `k` at once (each suffix holds the smallest batches).
     pub fn batches(&self, max_batch: Option<usize>) -> (Vec<Vec<Batch>>, Vec<(usize, usize)>) {
         let mut wanted: Vec<(usize, usize)> = Vec::new();
         let mut index: HashMap<(usize, usize), usize> = HashMap::new();
@@ -132,7 +150,7 @@ impl DevicePlan {
                 }
             }
             let mut batches = Vec::new();
-            let mut work = Vec::new();
+            let mut bytes = Vec::new();
             for (p, ks) in by_program.iter().enumerate() {
                 for chunk in ks.chunks(max_batch.unwrap_or_else(|| self.programs[p].default_batch()).max(1)) {
                     let executable = *index.entry((p, chunk.len())).or_insert_with(|| {
@@ -140,13 +158,11 @@ impl DevicePlan {
                         wanted.len() - 1
                     });
                     batches.push(Batch { executable, launches: chunk.to_vec() });
-                    work.push(self.programs[p].shape.iter().product::<u64>() * chunk.len() as u64);
+                    bytes.push(self.programs[p].bytes() * chunk.len() as u64);
                 }
             }
-            // Largest first: while the device runs them, the host queues the short ones (an
-            // execute costs the host ~35 us, longer than a small shard's kernel).
             let mut order: Vec<usize> = (0..batches.len()).collect();
-            order.sort_by_key(|&b| std::cmp::Reverse(work[b]));
+            order.sort_by_key(|&b| std::cmp::Reverse(bytes[b]));
             let batches: Vec<Batch> = order.into_iter().map(|b| batches[b].clone()).collect();
             per_device.push(batches);
         }

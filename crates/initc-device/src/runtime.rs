@@ -1,6 +1,8 @@
 //! Compiling the shard programs and launching them on PJRT devices.
 
-use std::sync::Mutex;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use initc_cpu::Evaluator;
@@ -36,8 +38,27 @@ pub struct DeviceShards {
     pub mesh_device: u64,
     pub device: Device,
     pub shards: Vec<Shard>,
-    /// Host time to pack, upload and enqueue every launch (the device works meanwhile).
+    /// From the start of the run until its last execute was enqueued (the device works
+    /// meanwhile).
     pub enqueue: Duration,
+    /// Every PJRT execute of the run on this device, in queue order.
+    pub timeline: Vec<ExecuteSpan>,
+}
+
+/// One PJRT execute of a run, times from the start of [`Materializer::run`]. `ready` is when the
+/// host saw its last output ready: outputs are waited for in queue order, so it is at least
+/// the previous execute's `ready`.
+#[derive(Clone, Debug)]
+pub struct ExecuteSpan {
+    /// The host thread (of the device's enqueue threads) that called execute.
+    pub thread: usize,
+    pub executable: usize,
+    pub launches: usize,
+    /// Elements it writes.
+    pub elements: u64,
+    pub call: Duration,
+    pub returned: Duration,
+    pub ready: Duration,
 }
 
 impl DeviceShards {
@@ -52,28 +73,29 @@ pub struct Materialized {
     pub devices: Vec<DeviceShards>,
     /// From the seed to every buffer ready.
     pub elapsed: Duration,
+    /// When the last device's enqueue threads had reported back (the rest is assembling
+    /// the shard lists).
+    pub received: Duration,
 }
 
 /// A model planned and compiled for some devices; [`Materializer::run`] materializes it for a
 /// seed, as often as wanted.
 pub struct Materializer<'m> {
+    /// Per device slot, the host threads that enqueue its batches and wait for them; they
+    /// live as long as the materializer (so that a run spawns no thread) and are joined first
+    /// when it is dropped.
+    workers: Vec<Vec<Worker>>,
     m: &'m Module,
     client: Client,
     plan: DevicePlan,
     /// PJRT device (index into `client.devices()`) of each planned device.
     targets: Vec<usize>,
-    /// One per `(program, launches per execute)` some batch uses ([`Batch`]).
-    executables: Vec<Executable>,
-    /// How many of those run several launches.
+    /// How many executables run several launches.
     batched: usize,
-    /// Per device slot, its launches grouped into batches (one PJRT execute each).
-    batches: Vec<Vec<Batch>>,
-    /// Static words of every batch, on its device, for the seed they hold keys of.
-    statics: Vec<Mutex<Statics>>,
-    /// Table arguments (`pack::table_specs`), each distinct table once per device.
-    tables: Vec<DeviceTables>,
-    /// Host threads enqueueing launches per device.
-    threads_per_device: usize,
+    /// Per device slot: its batches, their arguments and the executables.
+    states: Vec<Arc<DeviceState>>,
+    /// One run at a time: a run may re-upload the static words the workers read.
+    running: Mutex<()>,
     /// Compiling the programs (and, meanwhile, `first_upload`).
     pub compile_time: Duration,
     /// Packing and uploading the static words and tables.
@@ -117,6 +139,115 @@ fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, 
         bufs.push(group);
     }
     Ok((bufs, pending))
+}
+
+/// Everything a device's enqueue threads read.
+struct DeviceState {
+    device: Device,
+    /// One per `(program, launches per execute)` some batch uses ([`Batch`]); shared by all
+    /// devices.
+    executables: Arc<Vec<Executable>>,
+    /// Its launches grouped into batches (one PJRT execute each), in queue order.
+    batches: Vec<Batch>,
+    /// Static words of every batch, for the seed they hold keys of (read by the enqueue
+    /// threads at once, replaced between runs).
+    statics: RwLock<Statics>,
+    /// Table arguments (`pack::table_specs`), each distinct table once.
+    tables: DeviceTables,
+    /// Per launch, its shard's description, and its elements.
+    shards: Vec<ShardMeta>,
+}
+
+/// A [`Shard`] without its buffer.
+#[derive(Clone)]
+struct ShardMeta {
+    param: usize,
+    fqn: String,
+    offset: Vec<u64>,
+    shape: Vec<u64>,
+    dtype: DType,
+    numel: u64,
+}
+
+impl ShardMeta {
+    fn with(&self, buffer: Buffer) -> Shard {
+        Shard { param: self.param, fqn: self.fqn.clone(), offset: self.offset.clone(), shape: self.shape.clone(), dtype: self.dtype, buffer }
+    }
+}
+
+/// What one enqueue thread returns for a run: `(launch, shard)` for each output, and the
+/// span of each of its executes.
+type WorkerOut = (Vec<(usize, Shard)>, Vec<(usize, ExecuteSpan)>);
+
+/// A run request: the run's start, and where to send the outcome.
+type Job = (Instant, Sender<Result<WorkerOut, DeviceError>>);
+
+/// A host thread that enqueues batches `t, t + threads, ...` of one device, then waits for
+/// their outputs in queue order, once per job.
+struct Worker {
+    jobs: Option<Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn spawn(state: Arc<DeviceState>, t: usize, threads: usize) -> Result<Worker, DeviceError> {
+        let (tx, rx): (Sender<Job>, Receiver<Job>) = channel();
+        let handle = std::thread::Builder::new()
+            .name(format!("initc-enqueue-{}-{t}", state.device.id))
+            .spawn(move || {
+                for (start, reply) in rx {
+                    let _ = reply.send(state.enqueue_and_wait(t, threads, start));
+                }
+            })
+            .map_err(|e| DeviceError::Internal(format!("spawning an enqueue thread: {e}")))?;
+        Ok(Worker { jobs: Some(tx), handle: Some(handle) })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.jobs.take()); // ends the thread's loop
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl DeviceState {
+    /// Enqueues batches `t, t + threads, ...`, then waits for their outputs in queue order
+    /// (so that the waits overlap the device's work).
+    fn enqueue_and_wait(&self, t: usize, threads: usize, start: Instant) -> Result<WorkerOut, DeviceError> {
+        let statics = self.statics.read().map_err(|_| DeviceError::Internal("a run panicked".into()))?;
+        let mut out = Vec::new();
+        let mut spans = Vec::new();
+        for (b, batch) in self.batches.iter().enumerate().skip(t).step_by(threads) {
+            let mut args: Vec<&Buffer> = statics.buffers[b].iter().collect();
+            for &k in &batch.launches {
+                args.extend(self.tables.uses[k].iter().map(|&x| &self.tables.buffers[x]));
+            }
+            let call = start.elapsed();
+            let res = self.executables[batch.executable].execute_on(&self.device, &args)?;
+            let returned = start.elapsed();
+            if res.len() != batch.launches.len() {
+                return Err(DeviceError::Internal(format!("executable {} returned {} buffers for {} launches", batch.executable, res.len(), batch.launches.len())));
+            }
+            let elements = batch.launches.iter().map(|&k| self.shards[k].numel).sum();
+            spans.push((b, ExecuteSpan { thread: t, executable: batch.executable, launches: batch.launches.len(), elements, call, returned, ready: Duration::ZERO }));
+            // Describing the shards here, while the device works, keeps it off the end of the run.
+            out.extend(batch.launches.iter().zip(res).map(|(&k, buf)| (k, self.shards[k].with(buf))));
+        }
+        drop(statics);
+        let mut outputs = out.iter();
+        for (b, span) in spans.iter_mut() {
+            for _ in 0..self.batches[*b].launches.len() {
+                if let Some((_, shard)) = outputs.next() {
+                    shard.buffer.wait_ready()?;
+                }
+            }
+            span.ready = start.elapsed();
+        }
+        Ok((out, spans))
+    }
 }
 
 /// One device's table arguments: each distinct table once, and which ones each launch takes.
@@ -186,14 +317,33 @@ impl<'m> Materializer<'m> {
             }).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>()
         })?;
-        let (statics, tables): (Vec<_>, Vec<_>) = loaded.into_iter().map(|(buffers, t)| (Mutex::new(Statics { seed: m.seed, buffers }), t)).unzip();
+        let executables = Arc::new(executables);
+        let states: Vec<Arc<DeviceState>> = loaded.into_iter().zip(batches).enumerate().map(|(i, ((buffers, tables), batches))| Arc::new(DeviceState {
+            device: client.devices()[targets[i]].clone(),
+            executables: executables.clone(),
+            batches,
+            statics: RwLock::new(Statics { seed: m.seed, buffers }),
+            tables,
+            shards: plan.devices[i].launches.iter().map(|l| {
+                let p = &m.params[l.param];
+                ShardMeta { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, numel: l.region.numel() }
+            }).collect(),
+        })).collect();
         let load_time = t1.elapsed();
-        Ok(Materializer { m, client, plan, targets, executables, batched, batches, statics, tables, threads_per_device: 4, compile_time, load_time, first_upload })
+        let mut mat = Materializer { workers: Vec::new(), m, client, plan, targets, batched, states, running: Mutex::new(()), compile_time, load_time, first_upload };
+        mat.set_threads_per_device(DEFAULT_THREADS)?;
+        Ok(mat)
     }
 
-    /// How many host threads enqueue each device's launches (default 4).
-    pub fn set_threads_per_device(&mut self, n: usize) {
-        self.threads_per_device = n.max(1);
+    /// How many host threads enqueue each device's launches (default [`DEFAULT_THREADS`]).
+    /// They are spawned here and live until the materializer is dropped.
+    pub fn set_threads_per_device(&mut self, n: usize) -> Result<(), DeviceError> {
+        self.workers.clear();
+        for state in &self.states {
+            let threads = n.max(1).min(state.batches.len().max(1));
+            self.workers.push((0..threads).map(|t| Worker::spawn(state.clone(), t, threads)).collect::<Result<_, _>>()?);
+        }
+        Ok(())
     }
 
     /// Executables that run several launches of one program.
@@ -203,7 +353,7 @@ impl<'m> Materializer<'m> {
 
     /// PJRT execute calls per run, all devices together.
     pub fn executes_per_run(&self) -> usize {
-        self.batches.iter().map(Vec::len).sum()
+        self.states.iter().map(|s| s.batches.len()).sum()
     }
 
     pub fn plan(&self) -> &DevicePlan {
@@ -220,94 +370,83 @@ impl<'m> Materializer<'m> {
     }
 
     /// Materializes every planned shard for `seed` and waits until all are ready. Each device
-    /// is driven by its own host thread.
+    /// is driven by its own host threads (`set_threads_per_device`), which wait for work
+    /// between runs.
     pub fn run(&self, seed: u64) -> Result<Materialized, DeviceError> {
+        let _one_at_a_time = self.running.lock().map_err(|_| DeviceError::Internal("a run panicked".into()))?;
         let t0 = Instant::now();
-        let ev = Evaluator::new(self.m, seed);
-        let per_device: Vec<Result<DeviceShards, DeviceError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..self.plan.devices.len()).map(|i| {
-                let ev = &ev;
-                s.spawn(move || self.run_device(ev, i))
-            }).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
-        });
-        let devices = per_device.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(Materialized { devices, elapsed: t0.elapsed() })
-    }
-
-    fn run_device(&self, ev: &Evaluator, i: usize) -> Result<DeviceShards, DeviceError> {
-        let t0 = Instant::now();
-        let dl = &self.plan.devices[i];
-        let device = self.device(i).clone();
-        // The static words hold the keys: a new seed packs and uploads them again first.
-        let mut statics = self.statics[i].lock().map_err(|_| DeviceError::Internal("a launch thread panicked".into()))?;
+        // The static words hold the keys: for a new seed, pack and upload them again first.
         let mut reseeded = Vec::new();
-        if statics.seed != ev.seed() {
-            let (buffers, pending) = upload_statics(&self.client, &device, self.m, ev, &self.plan, dl, &self.batches[i])?;
-            *statics = Statics { seed: ev.seed(), buffers };
-            reseeded = pending;
-        }
-        let statics = &statics.buffers;
-        let n = dl.launches.len();
-        let batches = &self.batches[i];
-        let threads = self.threads_per_device.min(batches.len().max(1));
-        // Batch b goes to thread b % threads; each thread returns (batch, launch, buffer).
-        let parts: Vec<Result<Vec<(usize, usize, Buffer)>, DeviceError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads).map(|t| {
-                let device = &device;
-                s.spawn(move || -> Result<Vec<(usize, usize, Buffer)>, DeviceError> {
-                    let mut out = Vec::with_capacity(n / threads + 1);
-                    for (b, batch) in batches.iter().enumerate().skip(t).step_by(threads) {
-                        let mut args: Vec<&Buffer> = statics[b].iter().collect();
-                        for &k in &batch.launches {
-                            args.extend(self.tables[i].uses[k].iter().map(|&t| &self.tables[i].buffers[t]));
-                        }
-                        let res = self.executables[batch.executable].execute_on(device, &args)?;
-                        if res.len() != batch.launches.len() {
-                            return Err(DeviceError::Internal(format!("executable {} returned {} buffers for {} launches", batch.executable, res.len(), batch.launches.len())));
-                        }
-                        out.extend(batch.launches.iter().zip(res).map(|(&k, buf)| (b, k, buf)));
-                    }
-                    Ok(out)
-                })
-            }).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("a launch thread panicked".into())))).collect()
-        });
-        let mut launched = Vec::with_capacity(n);
-        for part in parts {
-            launched.extend(part?);
-        }
-        // Wait in the order the batches were queued, so that the waits overlap the device's work
-        // and only the last batches' remain when it finishes.
-        launched.sort_by_key(|x| x.0);
-        let enqueue = t0.elapsed();
-        let mut slots: Vec<Option<Buffer>> = (0..n).map(|_| None).collect();
-        for (_, k, buf) in launched {
-            buf.wait_ready()?;
-            slots[k] = Some(buf);
-        }
-        // Empty shards: a zero-sized buffer each, no program.
-        for (k, l) in dl.launches.iter().enumerate() {
-            if l.region.numel() == 0 {
-                let p = &self.m.params[l.param];
-                let dims: Vec<i64> = l.region.shape.iter().map(|&d| d as i64).collect();
-                let buf = self.client.upload(&device, element_type(p.ty.dtype)?, &dims, &[])?;
-                buf.wait_ready()?;
-                slots[k] = Some(buf);
+        if self.states.iter().any(|st| st.statics.read().is_ok_and(|s| s.seed != seed)) {
+            let ev = Evaluator::new(self.m, seed);
+            for (st, dl) in self.states.iter().zip(&self.plan.devices) {
+                let mut statics = st.statics.write().map_err(|_| DeviceError::Internal("a run panicked".into()))?;
+                if statics.seed != seed {
+                    let (buffers, pending) = upload_statics(&self.client, &st.device, self.m, &ev, &self.plan, dl, &st.batches)?;
+                    *statics = Statics { seed, buffers };
+                    reseeded.extend(pending);
+                }
             }
         }
-        let mut shards = Vec::with_capacity(n);
-        for (l, buf) in dl.launches.iter().zip(slots) {
-            let buffer = buf.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))?;
-            let p = &self.m.params[l.param];
-            shards.push(Shard { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, buffer });
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for workers in &self.workers {
+            let mut rx = Vec::with_capacity(workers.len());
+            for w in workers {
+                let (tx, r) = channel();
+                w.jobs.as_ref().ok_or_else(|| DeviceError::Internal("an enqueue thread is gone".into()))?
+                    .send((t0, tx)).map_err(|_| DeviceError::Internal("an enqueue thread is gone".into()))?;
+                rx.push(r);
+            }
+            replies.push(rx);
+        }
+        let mut devices = Vec::with_capacity(self.states.len());
+        let mut received = Duration::ZERO;
+        for (i, rx) in replies.into_iter().enumerate() {
+            let mut outs = Vec::with_capacity(rx.len());
+            for r in rx {
+                outs.push(r.recv().map_err(|_| DeviceError::Internal("an enqueue thread panicked".into()))??);
+            }
+            received = t0.elapsed();
+            devices.push(self.collect(i, outs)?);
         }
         for up in reseeded {
             up.wait()?;
         }
-        Ok(DeviceShards { mesh_device: dl.mesh_device, device, shards, enqueue })
+        Ok(Materialized { devices, elapsed: t0.elapsed(), received })
+    }
+
+    /// Device slot `i`'s shards from its enqueue threads' outputs (and a zero-sized buffer for
+    /// each empty shard, which runs no program).
+    fn collect(&self, i: usize, outs: Vec<WorkerOut>) -> Result<DeviceShards, DeviceError> {
+        let st = &self.states[i];
+        let mut slots: Vec<Option<Shard>> = (0..st.shards.len()).map(|_| None).collect();
+        let mut spans: Vec<Option<ExecuteSpan>> = vec![None; st.batches.len()];
+        for (shards, times) in outs {
+            for (k, shard) in shards {
+                slots[k] = Some(shard);
+            }
+            for (b, span) in times {
+                spans[b] = Some(span);
+            }
+        }
+        for (slot, meta) in slots.iter_mut().zip(&st.shards) {
+            if meta.numel == 0 {
+                let dims: Vec<i64> = meta.shape.iter().map(|&d| d as i64).collect();
+                let buf = self.client.upload(&st.device, element_type(meta.dtype)?, &dims, &[])?;
+                buf.wait_ready()?;
+                *slot = Some(meta.with(buf));
+            }
+        }
+        let shards = slots.into_iter().map(|s| s.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))).collect::<Result<Vec<_>, _>>()?;
+        let timeline: Vec<ExecuteSpan> = spans.into_iter().flatten().collect();
+        let enqueue = timeline.iter().map(|s| s.returned).max().unwrap_or_default();
+        Ok(DeviceShards { mesh_device: self.plan.devices[i].mesh_device, device: st.device.clone(), shards, enqueue, timeline })
     }
 }
+
+/// Host threads per device that enqueue its executes, by default. On 4 H200s (8B, bf16,
+/// fsdp=4) 1, 2 and 4 threads gave 4.12, 3.98 and 4.01 ms.
+pub const DEFAULT_THREADS: usize = 2;
 
 /// Starts uploading `words`; the buffer is usable at once, the [`initc_pjrt::Upload`] keeps
 /// the host copy until PJRT has read it.
