@@ -38,7 +38,7 @@ pub struct RunArgs {
     /// With --backend pjrt: at most this many launches of one shard program per PJRT execute
     /// (default: 16 for fast-mode bf16 table programs, 8 for other random programs, 64 for
     /// fills such as a norm's ones). Each execute costs the
-    /// host ~20-35 µs, which on several GPUs of one host can leave them waiting; each extra
+    /// host ~20-150 µs, which on several GPUs of one host can leave them waiting; each extra
     /// launch per execute costs compile time. Every 4 launches of a batch run as one kernel.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=initc_device::MAX_BATCH as u64))]
     pub batch: Option<u64>,

@@ -154,7 +154,7 @@ struct DeviceState {
     statics: RwLock<Statics>,
     /// Table arguments (`pack::table_specs`), each distinct table once.
     tables: DeviceTables,
-    /// Per launch, its shard's description, and its elements.
+    /// Per launch, its shard's description.
     shards: Vec<ShardMeta>,
 }
 
@@ -166,10 +166,13 @@ struct ShardMeta {
     offset: Vec<u64>,
     shape: Vec<u64>,
     dtype: DType,
-    numel: u64,
 }
 
 impl ShardMeta {
+    fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
     fn with(&self, buffer: Buffer) -> Shard {
         Shard { param: self.param, fqn: self.fqn.clone(), offset: self.offset.clone(), shape: self.shape.clone(), dtype: self.dtype, buffer }
     }
@@ -231,7 +234,7 @@ impl DeviceState {
             if res.len() != batch.launches.len() {
                 return Err(DeviceError::Internal(format!("executable {} returned {} buffers for {} launches", batch.executable, res.len(), batch.launches.len())));
             }
-            let elements = batch.launches.iter().map(|&k| self.shards[k].numel).sum();
+            let elements = batch.launches.iter().map(|&k| self.shards[k].numel()).sum();
             spans.push((b, ExecuteSpan { thread: t, executable: batch.executable, launches: batch.launches.len(), elements, call, returned, ready: Duration::ZERO }));
             // Describing the shards here, while the device works, keeps it off the end of the run.
             out.extend(batch.launches.iter().zip(res).map(|(&k, buf)| (k, self.shards[k].with(buf))));
@@ -326,7 +329,7 @@ impl<'m> Materializer<'m> {
             tables,
             shards: plan.devices[i].launches.iter().map(|l| {
                 let p = &m.params[l.param];
-                ShardMeta { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype, numel: l.region.numel() }
+                ShardMeta { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype }
             }).collect(),
         })).collect();
         let load_time = t1.elapsed();
@@ -430,7 +433,7 @@ impl<'m> Materializer<'m> {
             }
         }
         for (slot, meta) in slots.iter_mut().zip(&st.shards) {
-            if meta.numel == 0 {
+            if meta.numel() == 0 {
                 let dims: Vec<i64> = meta.shape.iter().map(|&d| d as i64).collect();
                 let buf = self.client.upload(&st.device, element_type(meta.dtype)?, &dims, &[])?;
                 buf.wait_ready()?;
@@ -445,7 +448,8 @@ impl<'m> Materializer<'m> {
 }
 
 /// Host threads per device that enqueue its executes, by default. On 4 H200s (8B, bf16,
-/// fsdp=4) 1, 2 and 4 threads gave 4.12, 3.98 and 4.01 ms.
+/// fsdp=4) 1, 2 and 4 threads gave 4.12, 3.98 and 4.01 ms while a run still spawned its
+/// threads; not re-measured since they live across runs (2: 3.54 ms).
 pub const DEFAULT_THREADS: usize = 2;
 
 /// Starts uploading `words`; the buffer is usable at once, the [`initc_pjrt::Upload`] keeps
