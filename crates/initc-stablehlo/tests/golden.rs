@@ -119,3 +119,19 @@ fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
     assert_eq!(initc_stablehlo::batch_groups(6, 4), vec![4, 2]);
     assert!(initc_stablehlo::batched_program("module {}", 2, 4).is_err());
 }
+
+#[test]
+fn fast_bf16_parameters_pack_two_f32_draws_per_threefry_block() {
+    // a bf16 parameter is an f32 draw converted: in fast mode its program still computes one
+    // threefry block per 2 elements (GroupBase(2)) and stores them as one 32-bit word
+    let path = root().join("examples/llama3_tiny.toml");
+    let src = std::fs::read_to_string(&path).unwrap().replacen("[model]\n", "[model]\ndtype = \"bf16\"\n", 1);
+    let mut m = initc_frontend::trace_toml("llama3_tiny", &src, "llama3_tiny").unwrap().sharded("llama3_tiny", &src).unwrap();
+    m.rng = initc_ir::RngMode::Fast;
+    for fqn in ["layers.0.attention.wo.weight", "output.weight", "tok_embeddings.weight"] {
+        let p = m.params.iter().position(|p| p.fqn == fqn).unwrap();
+        let sp = initc_stablehlo::shard_program(&m, p, &initc_shard::Region::full(&m.params[p].ty.shape)).unwrap();
+        assert_eq!(sp.slots[0], initc_stablehlo::Slot::GroupBase(2), "{fqn}: {:?}", sp.slots);
+        assert!(sp.text.contains("stablehlo.convert") && sp.text.contains("xui32>) -> tensor<"), "{fqn}");
+    }
+}
