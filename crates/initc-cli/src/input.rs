@@ -184,24 +184,12 @@ pub fn load_sharded(path: &Path, shard: &ShardArgs) -> Result<Module, CliError> 
     Ok(m)
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename), or to
-/// stdout when `path` is `None`.
+/// Writes `bytes` to `path` atomically (a fsynced temporary file beside it, renamed over it), or
+/// to stdout when `path` is `None`.
 pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let Some(path) = path else {
         return std::io::stdout().write_all(bytes).map_err(|e| CliError::Plain(format!("writing to stdout: {e}")));
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let fail = |e: std::io::Error| CliError::Plain(format!("cannot write {}: {e}", path.display()));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    // Temp files are created 0600; an output file is an ordinary 0644 file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
-    }
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    initc_cpu::publish::write_file(path, bytes).map_err(|e| CliError::Plain(format!("cannot write {e}")))
 }
