@@ -71,6 +71,45 @@ pub struct ShardArgs {
     pub rng: Option<initc_ir::RngMode>,
 }
 
+/// `--threads` may ask for at most this many threads per core: more only adds contention, and
+/// `--threads 100000` spawned threads for seconds before doing anything.
+pub const THREADS_PER_CORE: usize = 8;
+
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let max = THREADS_PER_CORE * cores;
+    let n: u64 = s.trim().parse().map_err(|_| format!("`{s}` is not a thread count (1 to {max})"))?;
+    if n == 0 || n > max as u64 {
+        return Err(format!("{n} threads: give 1 to {max} ({THREADS_PER_CORE} per core, {cores} cores)"));
+    }
+    Ok(n as usize)
+}
+
+/// The largest input file read (model.toml, text or protobuf IR); the IR of a model at
+/// `initc_ir::limits::MAX_PARAMS` parameters is about 100 MB.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// Reads at most [`MAX_INPUT_BYTES`] of `path` (a pipe or `/dev/zero` included); an empty or
+/// larger file is an error.
+fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let too_large = || CliError::Plain(format!("{shown} is larger than the input limit of {} MiB", MAX_INPUT_BYTES >> 20));
+    if file.metadata().is_ok_and(|m| m.is_file() && m.len() > MAX_INPUT_BYTES) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(too_large());
+    }
+    if bytes.is_empty() {
+        return Err(CliError::Plain(format!("{shown} is empty")));
+    }
+    Ok(bytes)
+}
+
 pub fn parse_rng(s: &str) -> Result<initc_ir::RngMode, String> {
     initc_ir::RngMode::from_name(s).ok_or_else(|| format!("`{s}` is not an RNG mode: `jax` or `fast`"))
 }
@@ -146,12 +185,12 @@ fn config_error(e: initc_frontend::ConfigError) -> CliError {
 pub fn load(path: &Path) -> Result<Loaded, CliError> {
     let shown = path.display().to_string();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let bytes = read_input(path)?;
     if ext == "pb" {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         let module = initc_proto::decode(&bytes).map_err(|e| CliError::Plain(format!("{shown}: {e}")))?;
         return Ok(Loaded { module, toml: None });
     }
-    let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let source = String::from_utf8(bytes).map_err(|e| format!("cannot read {shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
     if ext == "toml" {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         let t = initc_frontend::trace_toml(&shown, &source, stem).map_err(config_error)?;

@@ -20,6 +20,8 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error("{file}: the safetensors header of {tensors} tensors would be {bytes} bytes, above the {MAX_HEADER_BYTES} readers accept (Python safetensors: \"header too large\"); split the checkpoint with --max-shard-size")]
+    HeaderTooLarge { file: String, tensors: usize, bytes: u64 },
     #[error("a device's shards need a sharded module (give a mesh: [mesh] or --mesh)")]
     NoMesh,
     #[error("device {device} does not exist: mesh {mesh} has devices 0..{devices}")]
@@ -119,7 +121,11 @@ fn list(xs: &[u64]) -> String {
     xs.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &[usize]) -> Vec<u8> {
+/// The largest safetensors header readers accept (the `safetensors` crate's and Python
+/// package's `MAX_HEADER_SIZE`).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &[usize], file: &str) -> Result<Vec<u8>, CheckpointError> {
     let mut meta = serde_json::Map::new();
     meta.insert("format".into(), "pt".into());
     meta.insert("producer".into(), "initc".into());
@@ -146,9 +152,12 @@ fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &
     while h.len() % 8 != 0 {
         h.push(' ');
     }
+    if h.len() as u64 > MAX_HEADER_BYTES {
+        return Err(CheckpointError::HeaderTooLarge { file: file.into(), tensors: members.len(), bytes: h.len() as u64 });
+    }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(h.as_bytes());
-    out
+    Ok(out)
 }
 
 /// Writes the checkpoint of `m` for `seed` into `dir` (the whole model, or one device's
@@ -177,9 +186,10 @@ pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOpti
     for (members, name) in groups.iter().zip(&names) {
         let path = staged.path().join(name);
         let shown = dir.join(name);
+        let header = header(m, seed, opts.device, &items, members, name)?;
         let file = create(&path).map_err(io(&shown))?;
         let mut w = BufWriter::with_capacity(1 << 22, Faulty(&file));
-        w.write_all(&header(m, seed, opts.device, &items, members)).map_err(io(&shown))?;
+        w.write_all(&header).map_err(io(&shown))?;
         for &i in members {
             let it = &items[i];
             let mut h = Sha256::new();
@@ -294,4 +304,33 @@ pub fn manifest_json(m: &Module, seed: u64, w: &Written) -> serde_json::Value {
         _ => v["digest"] = hex(&w.digest).into(),
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1M tensors gave a 111 MB header that Python `safetensors` refuses; here 25,000 names of
+    /// 4,000 bytes pass every IR limit and make a 100.5 MB header.
+    #[test]
+    fn a_header_readers_refuse_is_an_error() {
+        let mut b = initc_ir::Builder::new("big");
+        let ty = initc_ir::Type::new(initc_ir::DType::F32, &[1]);
+        let z = b.push(initc_ir::Op::Full { value: initc_ir::F64::new(0.0) }, ty.clone()).unwrap();
+        let mut m = b.finish();
+        let pad = "x".repeat(3990);
+        for i in 0..25_000 {
+            m.params.push(Param { fqn: format!("{pad}{i:05}"), ty: ty.clone(), value: z, axes: vec![], init: String::new(), sharding: None });
+        }
+        initc_ir::verify(&m).unwrap();
+        let items = items(&m, None).unwrap();
+        let all: Vec<usize> = (0..items.len()).collect();
+        let e = header(&m, 0, None, &items, &all, "model.safetensors").unwrap_err();
+        assert!(matches!(e, CheckpointError::HeaderTooLarge { tensors: 25_000, bytes, .. } if bytes > MAX_HEADER_BYTES), "{e}");
+        assert!(e.to_string().contains("--max-shard-size"));
+        // Split in two files, each header is accepted.
+        for half in all.chunks(12_500) {
+            assert!(header(&m, 0, None, &items, half, "f").unwrap().len() as u64 <= MAX_HEADER_BYTES + 8);
+        }
+    }
 }
