@@ -123,6 +123,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         }
         return crate::accel::run(args, &m, seed);
     }
+    if let Some(p) = &args.plugin.plugin {
+        return Err(CliError::Plain(format!("--plugin {} needs --backend pjrt (the CPU backend loads no plugin)", p.display())));
+    }
     if args.verify || args.digests || args.report.is_some() || args.repeat > 1 {
         return Err(CliError::Plain("--verify, --digests, --report and --repeat belong to --backend pjrt (the CPU engine is the reference; `initc verify` checks shardings)".into()));
     }
