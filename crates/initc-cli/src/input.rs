@@ -28,12 +28,20 @@ impl CliError {
                 if let Some(h) = hint {
                     d = d.with_notes(vec![format!("hint: {h}")]);
                 }
-                let choice = if std::env::var_os("NO_COLOR").is_some() { ColorChoice::Never } else { ColorChoice::Auto };
-                let w = StandardStream::stderr(choice);
+                let w = StandardStream::stderr(color_choice());
                 let _ = term::emit(&mut w.lock(), &term::Config::default(), &file, &d);
             }
         }
     }
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (to anything non-empty, as
+/// no-color.org says). termcolor's `Auto` looks at `TERM` and `NO_COLOR` but not at whether
+/// stderr is a terminal, so a redirected error log got escape codes.
+fn color_choice() -> ColorChoice {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if no_color || !std::io::stderr().is_terminal() { ColorChoice::Never } else { ColorChoice::Auto }
 }
 
 impl From<String> for CliError {
