@@ -155,3 +155,17 @@ fn huge_shard_sizes_mean_one_file() {
     fails(&["run", "examples/mlp.toml", "--out", out.to_str().unwrap(), "--max-shard-size", "18446744073709551616"], 2, "above 2^64-1 bytes", 10);
     fails(&["run", "examples/mlp.toml", "--out", out.to_str().unwrap(), "--max-shard-size", "0"], 2, "at least 1 byte", 10);
 }
+
+#[test]
+fn axis_names_must_be_words_the_text_ir_can_read_back() {
+    // Found by the pipeline fuzzer: protobuf carried an axis name `emb{d` that the text printer
+    // wrote and its parser could not read.
+    let t = tempfile::tempdir().unwrap();
+    let mut m = initc_ir::parse("module \"a\" seed=0\n%0 = full 0.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[embed], init=\"zeros\"\n").unwrap();
+    m.params[0].axes[0] = "emb{d".into();
+    let pb = t.path().join("a.pb");
+    std::fs::write(&pb, initc_proto::encode(&m)).unwrap();
+    fails(&["trace", pb.to_str().unwrap()], 1, "axis name \"emb{d\" is not a word", 10);
+    let f = write(t.path(), "a.toml", "[model]\n[[module]]\nname = \"fc\"\ntype = \"linear\"\nin_features = 2\nout_features = 2\naxes = [\"out\", \"in put\"]\n");
+    fails(&["trace", &f], 1, "\"in put\" is not an axis name", 10);
+}

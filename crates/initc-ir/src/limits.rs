@@ -27,3 +27,10 @@ pub fn name_problem(name: &str) -> Option<String> {
     }
     name.chars().find(|c| c.is_control()).map(|c| format!("holds the control character {:?} (names may not contain NUL, newlines or other control characters)", c))
 }
+
+/// Whether `s` can name a logical axis: what the text IR reads as one word (a letter or `_`,
+/// then letters, digits or `_`).
+pub fn is_axis_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|c| c.is_alphabetic() || c == '_') && c.all(|c| c.is_alphanumeric() || c == '_')
+}

@@ -40,6 +40,8 @@ pub enum VerifyError {
     ParamType { fqn: String, value: Value, declared: Type, actual: Type },
     #[error("parameter `{fqn}`: {n_axes} axis names for rank {rank}")]
     ParamAxes { fqn: String, n_axes: usize, rank: usize },
+    #[error("parameter `{fqn}`: axis name {axis:?} is not a word (a letter or `_`, then letters, digits or `_`)")]
+    BadAxisName { fqn: String, axis: String },
     #[error("parameter `{fqn}` is defined twice")]
     DuplicateParam { fqn: String },
     #[error("parameter with an empty name (value {value})")]
@@ -128,6 +130,9 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
                 n_axes: p.axes.len(),
                 rank: p.ty.rank(),
             });
+        }
+        if let Some(axis) = p.axes.iter().find(|a| !limits::is_axis_name(a)) {
+            return Err(VerifyError::BadAxisName { fqn: p.fqn.clone(), axis: axis.clone() });
         }
         match (&m.mesh, &p.sharding) {
             (None, None) => {}
