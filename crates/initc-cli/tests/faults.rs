@@ -333,3 +333,40 @@ fn a_device_checkpoint_is_published_the_same_way() {
     ok(&initc(&args("2"), None));
     assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
 }
+
+#[test]
+fn shard_program_exports_are_swapped_whole() {
+    let t = scratch();
+    let d = t.path().join("export");
+    let ds = d.to_str().unwrap();
+    let lower = |seed: &str, fault: Option<&str>| initc(&["lower", "examples/mlp_sharded.toml", "--shard-programs", ds, "--seed", seed], fault);
+    ok(&lower("1", None));
+    let old = std::fs::read(d.join("manifest.json")).unwrap();
+    for spec in ["kill@fsync:1", "kill@rename:1", "enospc@rename:1"] {
+        let o = lower("2", Some(spec));
+        assert!(!o.status.success(), "{spec}");
+        assert_eq!(std::fs::read(d.join("manifest.json")).unwrap(), old, "{spec}");
+    }
+    ok(&lower("2", None));
+    assert_ne!(std::fs::read(d.join("manifest.json")).unwrap(), old);
+    let names: Vec<String> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 2, "{names:?}"); // export and .export.lock
+}
+
+#[test]
+fn single_file_outputs_remove_dead_runs_temporaries_only() {
+    let t = scratch();
+    let out = t.path().join("model.mlir");
+    // A temporary of a process that no longer exists, and one of a live process (this one).
+    let dead = t.path().join(".model.mlir.initc-tmp-2147483646-abc");
+    let live = t.path().join(format!(".model.mlir.initc-tmp-{}-xyz", std::process::id()));
+    std::fs::write(&dead, b"x").unwrap();
+    std::fs::write(&live, b"y").unwrap();
+    ok(&initc(&["trace", "examples/mlp.toml", "-o", out.to_str().unwrap()], None));
+    assert!(out.is_file() && !dead.exists() && live.exists());
+    // Killed before its rename, a write leaves the old file whole.
+    let before = std::fs::read(&out).unwrap();
+    let o = initc(&["trace", "examples/mlp.toml", "--format", "json", "-o", out.to_str().unwrap()], Some("kill@fsync:1"));
+    assert_eq!(o.status.signal(), Some(9));
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}

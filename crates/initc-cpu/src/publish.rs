@@ -221,8 +221,10 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     remove_dead_temp_files(dir, name);
     let mut prefix = tmp_prefix(name);
     prefix.push(format!("{}-", std::process::id()));
-    let mut tmp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir).map_err(io_at(path))?;
-    tmp.write_all(bytes).map_err(io_at(path))?;
+    hit(Point::Create).map_err(io_at(path))?;
+    let tmp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir).map_err(io_at(path))?;
+    crate::fault::Faulty(tmp.as_file()).write_all(bytes).map_err(io_at(path))?;
+    hit(Point::Fsync).map_err(io_at(path))?;
     tmp.as_file().sync_all().map_err(io_at(path))?;
     #[cfg(unix)]
     {
@@ -230,6 +232,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io_at(path))?;
     }
+    hit(Point::Rename).map_err(io_at(path))?;
     tmp.persist(path).map_err(|e| PublishError::Io { path: path.into(), source: e.error })?;
     sync_dir(dir)
 }
