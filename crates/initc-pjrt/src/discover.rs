@@ -68,7 +68,22 @@ fn discover_in(flag: Option<&Path>, env: Option<&Path>, sites: &[PathBuf]) -> Di
     if sites.is_empty() {
         looked.push("Python site-packages (none found: no python3 on PATH, no virtualenv)".into());
     }
+    if let Some(p) = venv_sites(Path::new("./.venv")).iter().find_map(|s| plugin_in(s)) {
+        // Named, not loaded: a library in the current directory runs its code when loaded.
+        looked.push(format!("./.venv is not searched (a checkout may be untrusted), but holds {}: pass --plugin {} or activate the virtualenv (VIRTUAL_ENV)", p.display(), p.display()));
+    }
     Discovery { found: None, looked }
+}
+
+/// `ROOT/lib/python3*/site-packages` of a virtualenv.
+fn venv_sites(root: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages"))
+        .collect()
 }
 
 /// The newest CUDA plugin in `site` (xla_cuda13 before xla_cuda12), else libtpu.
@@ -95,15 +110,8 @@ fn plugin_in(site: &Path) -> Option<PathBuf> {
 /// A `./.venv` is not searched: `initc devices` in an untrusted checkout would run its code.
 fn site_packages() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    let mut globbed = |root: PathBuf| {
-        for e in std::fs::read_dir(root.join("lib")).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with("python3") {
-                dirs.push(e.path().join("site-packages"));
-            }
-        }
-    };
     if let Some(v) = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).filter(|v| v.is_absolute()) {
-        globbed(v);
+        dirs.extend(venv_sites(&v));
     }
     let ask = "import site; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))";
     if let Ok(out) = Command::new("python3").args(["-I", "-c", ask]).current_dir("/").output()
