@@ -370,3 +370,32 @@ fn single_file_outputs_remove_dead_runs_temporaries_only() {
     assert_eq!(o.status.signal(), Some(9));
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
+
+#[test]
+fn a_real_file_size_limit_at_every_size_leaves_one_checkpoint() {
+    // Not injected: the kernel refuses writes past RLIMIT_FSIZE (EFBIG; SIGXFSZ ignored, which
+    // exec keeps), as a full disk refuses them, at whatever byte the limit falls.
+    let t = scratch();
+    let ck = t.path().join("ck");
+    let cks = ck.to_str().unwrap();
+    ok(&initc(&["run", "examples/mlp.toml", "--out", cks, "--seed", "1", "--max-shard-size", "5KB"], None));
+    let old = check(&ck).unwrap();
+    let (mut failed, mut passed) = (0, 0);
+    for blocks in [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128] {
+        let cmd = format!("trap '' XFSZ; ulimit -f {blocks} && exec {} run examples/mlp.toml --out {cks} --seed 2", env!("CARGO_BIN_EXE_initc"));
+        let o = Command::new("sh").args(["-c", &cmd]).current_dir(root()).env_remove("INITC_FAULT").output().unwrap();
+        let got = check(&ck).unwrap_or_else(|e| panic!("limit {blocks}: {e}"));
+        if o.status.success() {
+            passed += 1;
+            assert_ne!(got, old);
+        } else {
+            failed += 1;
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("File too large"), "limit {blocks}: {err}");
+            assert_eq!(got, old, "limit {blocks}");
+        }
+        // Back to the old checkpoint for the next size.
+        ok(&initc(&["run", "examples/mlp.toml", "--out", cks, "--seed", "1", "--max-shard-size", "5KB"], None));
+    }
+    assert!(failed > 0 && passed > 0, "{failed} failed, {passed} passed");
+}
