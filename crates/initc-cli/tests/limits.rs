@@ -42,6 +42,9 @@ fn layer_counts_are_bounded_in_every_preset() {
         let err = fails(&["trace", &f, "--format", "json"], 1, "4294967296 layers are above the limit of 65536", 10);
         assert!(err.contains(&format!("`{key}`")) && err.contains(":3:"), "{err}");
     }
+    // 2^20 layers grew to 9.7 GB while tracing; 65,536 is the most a preset builds.
+    let f = write(t.path(), "mid.toml", "[model]\npreset = \"llama3\"\nn_layers = 1048576\n");
+    fails(&["trace", &f], 1, "1048576 layers are above the limit of 65536", 10);
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub enum PublishError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: {reason}", path.display())]
     Refused { path: PathBuf, reason: String },
+    #[error("{}: {source} (the output is staged beside its target, then swapped in: initc needs write access to the parent directory)", path.display())]
+    Beside { path: PathBuf, source: io::Error },
     #[error("{} is being written by another initc process (lock {} is held); wait for it to finish or choose another output", path.display(), lock.display())]
     Busy { path: PathBuf, lock: PathBuf },
 }
@@ -77,7 +79,11 @@ impl Staged {
         lock_name.push(&name);
         lock_name.push(".lock");
         let lock_path = parent.join(lock_name);
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_at(&lock_path))?;
+        let beside = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| PublishError::Beside { path: p, source }
+        };
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(beside(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(PublishError::Busy { path: target.to_path_buf(), lock: lock_path }),
@@ -92,7 +98,7 @@ impl Staged {
         hit(Point::Create).map_err(io_at(&parent))?;
         let mut prefix = tmp_prefix(&name);
         prefix.push(format!("{}-", std::process::id()));
-        let tmp = tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent).map_err(io_at(&parent))?.keep();
+        let tmp = tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent).map_err(beside(&parent))?.keep();
         let s = Staged { target: abs, tmp, _lock: lock, done: false };
         s.set_mode()?;
         Ok(s)
