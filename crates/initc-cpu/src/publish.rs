@@ -213,7 +213,11 @@ fn exchange(new: &Path, target: &Path) -> io::Result<()> {
     aside.push(".old");
     let aside = PathBuf::from(aside);
     std::fs::rename(target, &aside)?;
-    std::fs::rename(new, target)?;
+    if let Err(e) = std::fs::rename(new, target) {
+        // Put the old target back where readers look for it.
+        let _ = std::fs::rename(&aside, target);
+        return Err(e);
+    }
     std::fs::rename(&aside, new)
 }
 
