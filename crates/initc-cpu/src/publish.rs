@@ -208,7 +208,11 @@ fn exchange(new: &Path, target: &Path) -> io::Result<()> {
             return Err(e);
         }
     }
-    // Without an exchange: target -> aside, new -> target, aside -> new's name (removed later).
+    exchange_by_renames(new, target)
+}
+
+/// Without an exchange: target -> aside, new -> target, aside -> new's name (removed later).
+fn exchange_by_renames(new: &Path, target: &Path) -> io::Result<()> {
     let mut aside = new.as_os_str().to_os_string();
     aside.push(".old");
     let aside = PathBuf::from(aside);
@@ -263,4 +267,27 @@ fn remove_dead_temp_files(dir: &Path, name: &std::ffi::OsStr) {
 fn alive(pid: i32) -> bool {
     // SAFETY: kill(pid, 0) only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rename_fallback_swaps_the_two_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let (new, target) = (t.path().join("new"), t.path().join("target"));
+        for (d, f) in [(&new, "n"), (&target, "o")] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join(f), f).unwrap();
+        }
+        exchange_by_renames(&new, &target).unwrap();
+        assert!(target.join("n").is_file() && new.join("o").is_file());
+        exchange(&new, &target).unwrap();
+        assert!(target.join("o").is_file() && new.join("n").is_file());
+        // The second rename fails (the new directory is gone): the target is put back.
+        std::fs::remove_dir_all(&new).unwrap();
+        assert!(exchange_by_renames(&new, &target).is_err());
+        assert!(target.join("o").is_file());
+    }
 }
