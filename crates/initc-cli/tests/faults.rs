@@ -218,7 +218,7 @@ fn a_concurrent_run_fails_fast_and_the_first_one_wins() {
     let cks = ck.to_str().unwrap();
     ok(&initc(&["run", "examples/mlp.toml", "--out", cks, "--seed", "1"], None));
     let old = check(&ck).unwrap();
-    // The first run stalls for a second on its first write, holding the lock.
+    // The first run stalls for 3 s on its first write, holding the lock.
     let first = Command::new(env!("CARGO_BIN_EXE_initc"))
         .args(["run", "examples/mlp.toml", "--out", cks, "--seed", "2"])
         .current_dir(root())
@@ -238,7 +238,7 @@ fn a_concurrent_run_fails_fast_and_the_first_one_wins() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{err}");
     assert!(err.contains("is being written by another initc process"), "{err}");
-    assert!(t0.elapsed().as_millis() < 900, "the second run waited {:?}", t0.elapsed());
+    assert!(t0.elapsed().as_millis() < 2500, "the second run waited {:?}", t0.elapsed());
     let first = first.wait_with_output().unwrap();
     ok(&first);
     let new = check(&ck).unwrap();

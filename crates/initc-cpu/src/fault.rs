@@ -4,7 +4,7 @@
 //! - ACTION `kill`: the process sends itself SIGKILL (nothing is cleaned up, as after `kill -9`
 //!   or a power cut of the process);
 //! - ACTION `enospc` / `eio`: the step returns that I/O error (a full disk, a failing device);
-//! - ACTION `slow`: the step first sleeps for a second (a slow disk: holds a run mid-write so a
+//! - ACTION `slow`: the step first sleeps for 3 s (a slow disk: holds a run mid-write so a
 //!   test can start a concurrent one).
 //!
 //! POINT is one of `create` (a file or directory is created), `write` (one `write(2)` of file
@@ -80,7 +80,7 @@ pub fn hit(point: Point) -> io::Result<()> {
             std::process::abort()
         }
         Action::Slow => {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+            std::thread::sleep(std::time::Duration::from_secs(3));
             Ok(())
         }
         Action::Errno(e) => Err(io::Error::from_raw_os_error(e)),
