@@ -177,15 +177,24 @@ pub type Fill<'a> = dyn Fn(&Param, &Region, &mut dyn FnMut(&[u8]) -> std::io::Re
 /// instead of the CPU engine. The checkpoint is written into a staging directory beside `dir`
 /// and replaces `dir` in one step ([`Staged`]); one file is open at a time.
 pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
-    let items = items(m, opts.device)?;
+    items(m, opts.device)?; // a bad device fails before anything is locked or created
     let staged = Staged::begin(dir, checkpoint_contents)?;
+    let out = write_files(m, seed, staged.path(), dir, opts, progress, fill)?;
+    staged.commit()?;
+    Ok(out)
+}
+
+/// The checkpoint's files, written into the empty directory `into` (`shown` is the directory
+/// errors name: where they will be published).
+fn write_files(m: &Module, seed: u64, into: &Path, shown_dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+    let items = items(m, opts.device)?;
     let groups = plan_files(&items, opts.max_shard_bytes);
     let n = groups.len();
     let names: Vec<String> = if n == 1 { vec!["model.safetensors".into()] } else { (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect() };
     let mut written: Vec<Option<WrittenParam>> = vec![None; items.len()];
     for (members, name) in groups.iter().zip(&names) {
-        let path = staged.path().join(name);
-        let shown = dir.join(name);
+        let path = into.join(name);
+        let shown = shown_dir.join(name);
         let header = header(m, seed, opts.device, &items, members, name)?;
         let file = create(&path).map_err(io(&shown))?;
         let mut w = BufWriter::with_capacity(1 << 22, Faulty(&file));
@@ -214,12 +223,55 @@ pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOpti
     if n > 1 {
         let map: serde_json::Map<String, serde_json::Value> = out.params.iter().map(|p| (p.fqn.clone(), p.file.clone().into())).collect();
         let index = serde_json::json!({"metadata": {"total_size": out.total_bytes}, "weight_map": map});
-        write_small(staged.path(), dir, "model.safetensors.index.json", &pretty(&index))?;
+        write_small(into, shown_dir, "model.safetensors.index.json", &pretty(&index))?;
     }
     // Written last, as a commit marker inside the staging directory.
-    write_small(staged.path(), dir, "manifest.json", &pretty(&manifest_json(m, seed, &out)))?;
-    staged.commit()?;
+    write_small(into, shown_dir, "manifest.json", &pretty(&manifest_json(m, seed, &out)))?;
     Ok(out)
+}
+
+/// Several devices' checkpoints, `DIR/device-K` (each as [`write_checkpoint_from`] with
+/// `device: Some(K)` writes it), published together: `DIR` is staged and swapped as a whole, so
+/// a reader never finds device checkpoints of two runs (or of two meshes) side by side.
+pub struct DeviceSet {
+    staged: Staged,
+    dir: PathBuf,
+}
+
+impl DeviceSet {
+    /// Locks and stages `dir`; an existing `dir` may hold only `device-K` checkpoints.
+    pub fn begin(dir: &Path) -> Result<DeviceSet, CheckpointError> {
+        Ok(DeviceSet { staged: Staged::begin(dir, device_set_contents)?, dir: dir.to_path_buf() })
+    }
+
+    /// Writes `DIR/device-K` for `opts.device = Some(K)` (into the staging directory).
+    pub fn write(&self, m: &Module, seed: u64, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+        let Some(device) = opts.device else { return Err(CheckpointError::NoMesh) };
+        let name = format!("device-{device}");
+        let into = self.staged.path().join(&name);
+        fault::hit(fault::Point::Create).and_then(|()| std::fs::create_dir(&into)).map_err(io(&self.dir.join(&name)))?;
+        write_files(m, seed, &into, &self.dir.join(&name), opts, progress, fill)
+    }
+
+    /// Publishes every device written.
+    pub fn commit(self) -> Result<(), CheckpointError> {
+        Ok(self.staged.commit()?)
+    }
+}
+
+/// What a [`DeviceSet`] may replace: an empty directory, or `device-K` checkpoints with their
+/// lock files and leftovers.
+pub fn device_set_contents(dir: &Path) -> Result<(), String> {
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let device = name.strip_prefix("device-").is_some_and(|k| !k.is_empty() && k.bytes().all(|c| c.is_ascii_digit()));
+        if device && e.file_type().is_ok_and(|t| t.is_dir()) {
+            checkpoint_contents(&e.path()).map_err(|r| format!("{name} {r}"))?;
+        } else if !(name.starts_with(".device-") && (name.ends_with(".lock") || name.contains(".initc-tmp-"))) {
+            return Err(format!("holds {name}, which is no device-K checkpoint. A run replaces the whole directory; give a new or empty one, or remove it"));
+        }
+    }
+    Ok(())
 }
 
 /// What `initc run` may replace: an empty directory, or one holding only files a checkpoint

@@ -16,7 +16,7 @@ mod region;
 mod verify;
 
 pub use buf::Buf;
-pub use checkpoint::{checkpoint_contents, hex, manifest_json, write_checkpoint, write_checkpoint_from, CheckpointError, Fill, WriteOptions, Written, WrittenParam};
+pub use checkpoint::{checkpoint_contents, device_set_contents, hex, manifest_json, write_checkpoint, write_checkpoint_from, CheckpointError, DeviceSet, Fill, WriteOptions, Written, WrittenParam};
 pub use elementwise::{binary, unary};
 pub use eval::{strides, Evaluator, Idx};
 pub use region::{materialize, Region, CHUNK};
