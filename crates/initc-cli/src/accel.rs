@@ -170,10 +170,13 @@ fn timeline_json(r: &initc_device::Materialized) -> serde_json::Value {
 }
 
 /// Writes each device's shards as a checkpoint: `out` itself for one device, `out/device-K`
-/// for several (each the same format as `initc run --device K`).
+/// for several (each the same format as `initc run --device K`, all published together).
 fn write_out(args: &RunArgs, m: &Module, seed: u64, devices: &[DeviceShards], out: &std::path::Path) -> Result<(), CliError> {
+    let failed = |dir: &std::path::Path, e: initc_cpu::CheckpointError| CliError::Plain(format!("writing {}: {e}", dir.display()));
+    let set = if devices.len() > 1 { Some(initc_cpu::DeviceSet::begin(out).map_err(|e| failed(out, e))?) } else { None };
+    let mut lines = Vec::new();
     for d in devices {
-        let dir = if devices.len() == 1 { out.to_path_buf() } else { out.join(format!("device-{}", d.mesh_device)) };
+        let dir = if set.is_some() { out.join(format!("device-{}", d.mesh_device)) } else { out.to_path_buf() };
         let by_fqn: HashMap<&str, &initc_device::Shard> = d.shards.iter().map(|s| (s.fqn.as_str(), s)).collect();
         let opts = initc_cpu::WriteOptions { max_shard_bytes: args.max_shard_size, device: (m.mesh.is_some() && (devices.len() > 1 || args.device.is_some())).then_some(d.mesh_device) };
         let fill = |p: &initc_ir::Param, _r: &initc_shard::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| -> std::io::Result<()> {
@@ -181,8 +184,18 @@ fn write_out(args: &RunArgs, m: &Module, seed: u64, devices: &[DeviceShards], ou
             let bytes = initc_device::to_host(s).map_err(std::io::Error::other)?;
             sink(&bytes)
         };
-        let w = initc_cpu::write_checkpoint_from(m, seed, &dir, &opts, &|_| {}, &fill).map_err(|e| CliError::Plain(format!("writing {}: {e}", dir.display())))?;
-        let _ = writeln!(std::io::stdout(), "{} {} device {} -> {}", if opts.device.is_some() { "shard_digest" } else { "digest" }, initc_cpu::hex(&w.digest), d.mesh_device, dir.display());
+        let w = match &set {
+            Some(set) => set.write(m, seed, &opts, &|_| {}, &fill),
+            None => initc_cpu::write_checkpoint_from(m, seed, &dir, &opts, &|_| {}, &fill),
+        }
+        .map_err(|e| failed(&dir, e))?;
+        lines.push(format!("{} {} device {} -> {}", if opts.device.is_some() { "shard_digest" } else { "digest" }, initc_cpu::hex(&w.digest), d.mesh_device, dir.display()));
+    }
+    if let Some(set) = set {
+        set.commit().map_err(|e| failed(out, e))?;
+    }
+    for l in lines {
+        let _ = writeln!(std::io::stdout(), "{l}");
     }
     Ok(())
 }

@@ -9,8 +9,10 @@ use crate::input::CliError;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct PluginArgs {
-    /// PJRT plugin (.so). Default: $INITC_PJRT_PLUGIN, then JAX's plugins in Python
-    /// site-packages (jax_plugins/xla_cuda*/xla_cuda_plugin.so, libtpu/libtpu.so).
+    /// PJRT plugin (.so): a path; a bare file name means ./NAME (the library search path is never
+    /// used). Default: $INITC_PJRT_PLUGIN (the same), then JAX's plugins in the site-packages of
+    /// $VIRTUAL_ENV and of the python3 on PATH (jax_plugins/xla_cuda*/xla_cuda_plugin.so,
+    /// libtpu/libtpu.so); never ./.venv. Only with --backend pjrt.
     #[arg(long, value_name = "PATH")]
     pub plugin: Option<PathBuf>,
 }

@@ -28,12 +28,20 @@ impl CliError {
                 if let Some(h) = hint {
                     d = d.with_notes(vec![format!("hint: {h}")]);
                 }
-                let choice = if std::env::var_os("NO_COLOR").is_some() { ColorChoice::Never } else { ColorChoice::Auto };
-                let w = StandardStream::stderr(choice);
+                let w = StandardStream::stderr(color_choice());
                 let _ = term::emit(&mut w.lock(), &term::Config::default(), &file, &d);
             }
         }
     }
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (to anything non-empty, as
+/// no-color.org says). termcolor's `Auto` looks at `TERM` and `NO_COLOR` but not at whether
+/// stderr is a terminal, so a redirected error log got escape codes.
+fn color_choice() -> ColorChoice {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if no_color || !std::io::stderr().is_terminal() { ColorChoice::Never } else { ColorChoice::Auto }
 }
 
 impl From<String> for CliError {
@@ -69,6 +77,45 @@ pub struct ShardArgs {
     /// different values; README "RNG modes").
     #[arg(long, value_name = "MODE", value_parser = parse_rng)]
     pub rng: Option<initc_ir::RngMode>,
+}
+
+/// `--threads` may ask for at most this many threads per core: more only adds contention, and
+/// `--threads 100000` spawned threads for seconds before doing anything.
+pub const THREADS_PER_CORE: usize = 8;
+
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let max = THREADS_PER_CORE * cores;
+    let n: u64 = s.trim().parse().map_err(|_| format!("`{s}` is not a thread count (1 to {max})"))?;
+    if n == 0 || n > max as u64 {
+        return Err(format!("{n} threads: give 1 to {max} ({THREADS_PER_CORE} per core, {cores} cores)"));
+    }
+    Ok(n as usize)
+}
+
+/// The largest input file read (model.toml, text or protobuf IR); the IR of a model at
+/// `initc_ir::limits::MAX_PARAMS` parameters is about 100 MB.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// Reads at most [`MAX_INPUT_BYTES`] of `path` (a pipe or `/dev/zero` included); an empty or
+/// larger file is an error.
+fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let too_large = || CliError::Plain(format!("{shown} is larger than the input limit of {} MiB", MAX_INPUT_BYTES >> 20));
+    if file.metadata().is_ok_and(|m| m.is_file() && m.len() > MAX_INPUT_BYTES) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(too_large());
+    }
+    if bytes.is_empty() {
+        return Err(CliError::Plain(format!("{shown} is empty")));
+    }
+    Ok(bytes)
 }
 
 pub fn parse_rng(s: &str) -> Result<initc_ir::RngMode, String> {
@@ -146,12 +193,12 @@ fn config_error(e: initc_frontend::ConfigError) -> CliError {
 pub fn load(path: &Path) -> Result<Loaded, CliError> {
     let shown = path.display().to_string();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let bytes = read_input(path)?;
     if ext == "pb" {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         let module = initc_proto::decode(&bytes).map_err(|e| CliError::Plain(format!("{shown}: {e}")))?;
         return Ok(Loaded { module, toml: None });
     }
-    let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let source = String::from_utf8(bytes).map_err(|e| format!("cannot read {shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
     if ext == "toml" {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         let t = initc_frontend::trace_toml(&shown, &source, stem).map_err(config_error)?;
@@ -184,24 +231,12 @@ pub fn load_sharded(path: &Path, shard: &ShardArgs) -> Result<Module, CliError> 
     Ok(m)
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename), or to
-/// stdout when `path` is `None`.
+/// Writes `bytes` to `path` atomically (a fsynced temporary file beside it, renamed over it), or
+/// to stdout when `path` is `None`.
 pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let Some(path) = path else {
         return std::io::stdout().write_all(bytes).map_err(|e| CliError::Plain(format!("writing to stdout: {e}")));
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let fail = |e: std::io::Error| CliError::Plain(format!("cannot write {}: {e}", path.display()));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    // Temp files are created 0600; an output file is an ordinary 0644 file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
-    }
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    initc_cpu::publish::write_file(path, bytes).map_err(|e| CliError::Plain(format!("cannot write {e}")))
 }

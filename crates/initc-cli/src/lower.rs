@@ -65,7 +65,7 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
 }
 
 /// `lower --shard-programs DIR`: the programs and argument words of every execute, written to a
-/// temporary directory next to DIR, then renamed into place.
+/// staging directory next to DIR that replaces it in one step (`initc_cpu::publish`).
 fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<(), CliError> {
     let plain = |e: &dyn std::fmt::Display| CliError::Plain(e.to_string());
     let io = |what: &Path, e: std::io::Error| CliError::Plain(format!("cannot write {}: {e}", what.display()));
@@ -73,14 +73,14 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
     let (batches, wanted) = plan.batches(args.batch.map(|b| b as usize));
     let seed = args.seed.unwrap_or(m.seed);
     let ev = initc_cpu::Evaluator::new(m, seed);
-    let parent = dir.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::TempDir::new_in(parent).map_err(|e| io(parent, e))?;
+    let staged = initc_cpu::publish::Staged::begin(dir, shard_programs_contents).map_err(|e| plain(&e))?;
     let write = |rel: String, bytes: &[u8]| -> Result<String, CliError> {
-        let path = tmp.path().join(&rel);
+        let path = staged.path().join(&rel);
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
         }
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        let f = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        std::io::Write::write_all(&mut &f, bytes).and_then(|()| f.sync_all()).map_err(|e| io(&path, e))?;
         Ok(rel)
     };
     let mut programs = Vec::with_capacity(wanted.len());
@@ -107,14 +107,17 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
     }
     let manifest = serde_json::json!({"seed": seed, "fuse": FUSE, "devices": out_devices});
     write("manifest.json".into(), serde_json::to_string_pretty(&manifest).map_err(|e| plain(&e))?.as_bytes())?;
-    if dir.exists() {
-        if !dir.join("manifest.json").is_file() {
-            return Err(CliError::Plain(format!("{} exists and is not a --shard-programs export (no manifest.json); give a new directory", dir.display())));
-        }
-        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, dir).map_err(|e| io(dir, e))?;
+    staged.commit().map_err(|e| plain(&e))?;
     eprintln!("wrote {} programs and {} executes for {} device(s) to {}", programs.len(), batches.iter().map(Vec::len).sum::<usize>(), plan.devices.len(), dir.display());
     Ok(())
+}
+
+/// An existing `--shard-programs` directory may be replaced only if it is one (has a
+/// manifest.json) or is empty.
+fn shard_programs_contents(dir: &Path) -> Result<(), String> {
+    let empty = std::fs::read_dir(dir).map_err(|e| e.to_string())?.next().is_none();
+    if empty || dir.join("manifest.json").is_file() {
+        return Ok(());
+    }
+    Err("exists and is not a --shard-programs export (no manifest.json); give a new directory".into())
 }

@@ -33,7 +33,8 @@ pub struct RunArgs {
     pub max_shard_size: Option<u64>,
     /// Worker threads (default: all cores); with --backend pjrt, host threads enqueueing
     /// launches per device (default 2; they live for all --repeat runs).
-    #[arg(long)]
+    /// At most 8 per core.
+    #[arg(long, value_parser = crate::input::parse_threads)]
     pub threads: Option<usize>,
     /// With --backend pjrt: at most this many launches of one shard program per PJRT execute
     /// (default: 16 for fast-mode bf16 table programs, 8 for other random programs, 64 for
@@ -70,27 +71,41 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
 }
 
-/// `5GB` = 5e9 bytes, `500MiB` = 500·2^20, a bare number is bytes.
+/// `5GB` = 5e9 bytes, `500MiB` = 500·2^20, a bare number is bytes; 1 to 2^64-1 bytes (an
+/// integer is taken exactly, so `18446744073709551615` is the largest).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 5GB, 500MiB or 1000000"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024f64.powi(2),
-        "gib" => 1024f64.powi(3),
-        "tib" => 1024f64.powi(4),
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
         u => return Err(format!("unknown size unit `{u}` (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
     };
-    let bytes = n * mult;
-    if !(1.0..1.8e19).contains(&bytes) {
-        return Err(format!("`{s}` is not a positive size"));
+    let not_a_size = || format!("`{s}` is not a size such as 5GB, 500MiB or 1000000");
+    let bytes: f64 = if num.bytes().all(|c| c.is_ascii_digit()) && !num.is_empty() {
+        // Exact for integers: u64::MAX does not survive a trip through f64.
+        let n: u128 = num.parse().map_err(|_| format!("`{s}` is above 2^64-1 bytes"))?;
+        match n.checked_mul(mult as u128).map(u64::try_from) {
+            Some(Ok(0)) => return Err(format!("`{s}`: a shard size is at least 1 byte")),
+            Some(Ok(b)) => return Ok(b),
+            _ => return Err(format!("`{s}` is above 2^64-1 bytes")),
+        }
+    } else {
+        num.parse::<f64>().map_err(|_| not_a_size())? * mult as f64
+    };
+    if !(bytes >= 1.0) {
+        return Err(format!("`{s}`: a shard size is at least 1 byte"));
+    }
+    if bytes >= 18446744073709551616.0 {
+        return Err(format!("`{s}` is above 2^64-1 bytes"));
     }
     Ok(bytes as u64)
 }
@@ -107,6 +122,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into()));
         }
         return crate::accel::run(args, &m, seed);
+    }
+    if let Some(p) = &args.plugin.plugin {
+        return Err(CliError::Plain(format!("--plugin {} needs --backend pjrt (the CPU backend loads no plugin)", p.display())));
     }
     if args.verify || args.digests || args.report.is_some() || args.repeat > 1 {
         return Err(CliError::Plain("--verify, --digests, --report and --repeat belong to --backend pjrt (the CPU engine is the reference; `initc verify` checks shardings)".into()));

@@ -26,7 +26,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// At most 8 per core.
+    #[arg(long, value_parser = crate::input::parse_threads)]
     pub threads: Option<usize>,
     /// RNG mode, replacing [rng] mode (`jax` or `fast`).
     #[arg(long, value_name = "MODE", value_parser = crate::input::parse_rng)]

@@ -83,6 +83,7 @@ fn unwritable_output_fails_cleanly() {
     assert!(err.contains("writing the checkpoint failed") && err.contains("a-file"), "{err}");
     let out = initc(&["run", "examples/gpt2_tiny.toml", "--out", "/proc/initc-cannot-write"]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("initc needs write access to the parent directory"));
     let out = initc(&["run", "examples/gpt2_tiny.toml", "--out", dir.path().to_str().unwrap(), "--max-shard-size", "12XB"]);
     assert_eq!(out.status.code(), Some(2), "clap usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit"));

@@ -1,7 +1,7 @@
 //! Streams a module's parameters into safetensors files (one, or HF-style shards with an
-//! index), plus `manifest.json` with each parameter's SHA-256. Files are written under
-//! temporary names and renamed only when all are complete, manifest last: an interrupted run
-//! leaves nothing that looks like a finished checkpoint.
+//! index), plus `manifest.json` with each parameter's SHA-256. The files are written into a
+//! staging directory that replaces the output directory in one step ([`crate::publish`]): a
+//! reader finds the old checkpoint or the new one, whole, whenever the run stops.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -10,14 +10,18 @@ use initc_ir::{Module, Param};
 use sha2::{Digest, Sha256};
 
 use crate::eval::Evaluator;
+use crate::fault::{self, Faulty};
+use crate::publish::{PublishError, Staged};
 use crate::region::{materialize, Region};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("output directory {}: {reason}", path.display())]
-    Dir { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("{file}: the safetensors header of {tensors} tensors would be {bytes} bytes, above the {MAX_HEADER_BYTES} readers accept (Python safetensors: \"header too large\"); split the checkpoint with --max-shard-size")]
+    HeaderTooLarge { file: String, tensors: usize, bytes: u64 },
     #[error("a device's shards need a sharded module (give a mesh: [mesh] or --mesh)")]
     NoMesh,
     #[error("device {device} does not exist: mesh {mesh} has devices 0..{devices}")]
@@ -117,7 +121,11 @@ fn list(xs: &[u64]) -> String {
     xs.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &[usize]) -> Vec<u8> {
+/// The largest safetensors header readers accept (the `safetensors` crate's and Python
+/// package's `MAX_HEADER_SIZE`).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &[usize], file: &str) -> Result<Vec<u8>, CheckpointError> {
     let mut meta = serde_json::Map::new();
     meta.insert("format".into(), "pt".into());
     meta.insert("producer".into(), "initc".into());
@@ -144,9 +152,12 @@ fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &
     while h.len() % 8 != 0 {
         h.push(' ');
     }
+    if h.len() as u64 > MAX_HEADER_BYTES {
+        return Err(CheckpointError::HeaderTooLarge { file: file.into(), tensors: members.len(), bytes: h.len() as u64 });
+    }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(h.as_bytes());
-    out
+    Ok(out)
 }
 
 /// Writes the checkpoint of `m` for `seed` into `dir` (the whole model, or one device's
@@ -163,23 +174,31 @@ pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, 
 pub type Fill<'a> = dyn Fn(&Param, &Region, &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + 'a;
 
 /// [`write_checkpoint`] with the data from `fill` (e.g. buffers copied back from a device)
-/// instead of the CPU engine.
+/// instead of the CPU engine. The checkpoint is written into a staging directory beside `dir`
+/// and replaces `dir` in one step ([`Staged`]); one file is open at a time.
 pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+    items(m, opts.device)?; // a bad device fails before anything is locked or created
+    let staged = Staged::begin(dir, checkpoint_contents)?;
+    let out = write_files(m, seed, staged.path(), dir, opts, progress, fill)?;
+    staged.commit()?;
+    Ok(out)
+}
+
+/// The checkpoint's files, written into the empty directory `into` (`shown` is the directory
+/// errors name: where they will be published).
+fn write_files(m: &Module, seed: u64, into: &Path, shown_dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
     let items = items(m, opts.device)?;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    if !dir.is_dir() {
-        return Err(CheckpointError::Dir { path: dir.into(), reason: "is not a directory".into() });
-    }
     let groups = plan_files(&items, opts.max_shard_bytes);
     let n = groups.len();
     let names: Vec<String> = if n == 1 { vec!["model.safetensors".into()] } else { (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect() };
     let mut written: Vec<Option<WrittenParam>> = vec![None; items.len()];
-    let mut temps = Vec::new();
     for (members, name) in groups.iter().zip(&names) {
-        let path = dir.join(name);
-        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".partial").tempfile_in(dir).map_err(io(&path))?;
-        let mut w = BufWriter::with_capacity(1 << 22, tmp.as_file());
-        w.write_all(&header(m, seed, opts.device, &items, members)).map_err(io(&path))?;
+        let path = into.join(name);
+        let shown = shown_dir.join(name);
+        let header = header(m, seed, opts.device, &items, members, name)?;
+        let file = create(&path).map_err(io(&shown))?;
+        let mut w = BufWriter::with_capacity(1 << 22, Faulty(&file));
+        w.write_all(&header).map_err(io(&shown))?;
         for &i in members {
             let it = &items[i];
             let mut h = Sha256::new();
@@ -188,14 +207,12 @@ pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOpti
                 progress(b.len() as u64);
                 w.write_all(b)
             })
-            .map_err(io(&path))?;
+            .map_err(io(&shown))?;
             written[i] = Some(WrittenParam { fqn: it.param.fqn.clone(), file: name.clone(), sha256: h.finalize().into(), bytes: it.bytes(), offset: it.region.offset.clone(), shape: it.region.shape.clone() });
         }
-        w.flush().map_err(io(&path))?;
+        w.flush().map_err(io(&shown))?;
         drop(w);
-        tmp.as_file().sync_all().map_err(io(&path))?;
-        readable(tmp.as_file()).map_err(io(&path))?;
-        temps.push((tmp, path));
+        sync(&file).map_err(io(&shown))?;
     }
     let params: Vec<WrittenParam> = written.into_iter().flatten().collect();
     let mut all = Sha256::new();
@@ -203,16 +220,104 @@ pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOpti
         all.update(p.sha256);
     }
     let out = Written { digest: all.finalize().into(), total_bytes: params.iter().map(|p| p.bytes).sum(), params, files: names.clone(), device: opts.device };
-    for (tmp, path) in temps {
-        tmp.persist(&path).map_err(|e| CheckpointError::Io { path: path.clone(), source: e.error })?;
-    }
     if n > 1 {
         let map: serde_json::Map<String, serde_json::Value> = out.params.iter().map(|p| (p.fqn.clone(), p.file.clone().into())).collect();
         let index = serde_json::json!({"metadata": {"total_size": out.total_bytes}, "weight_map": map});
-        write_atomic(&dir.join("model.safetensors.index.json"), &pretty(&index))?;
+        write_small(into, shown_dir, "model.safetensors.index.json", &pretty(&index))?;
     }
-    write_atomic(&dir.join("manifest.json"), &pretty(&manifest_json(m, seed, &out)))?;
+    // Written last, as a commit marker inside the staging directory.
+    write_small(into, shown_dir, "manifest.json", &pretty(&manifest_json(m, seed, &out)))?;
     Ok(out)
+}
+
+/// Several devices' checkpoints, `DIR/device-K` (each as [`write_checkpoint_from`] with
+/// `device: Some(K)` writes it), published together: `DIR` is staged and swapped as a whole, so
+/// a reader never finds device checkpoints of two runs (or of two meshes) side by side.
+pub struct DeviceSet {
+    staged: Staged,
+    dir: PathBuf,
+}
+
+impl DeviceSet {
+    /// Locks and stages `dir`; an existing `dir` may hold only `device-K` checkpoints.
+    pub fn begin(dir: &Path) -> Result<DeviceSet, CheckpointError> {
+        Ok(DeviceSet { staged: Staged::begin(dir, device_set_contents)?, dir: dir.to_path_buf() })
+    }
+
+    /// Writes `DIR/device-K` for `opts.device = Some(K)` (into the staging directory).
+    pub fn write(&self, m: &Module, seed: u64, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+        let Some(device) = opts.device else { return Err(CheckpointError::NoMesh) };
+        let name = format!("device-{device}");
+        let into = self.staged.path().join(&name);
+        fault::hit(fault::Point::Create).and_then(|()| std::fs::create_dir(&into)).map_err(io(&self.dir.join(&name)))?;
+        write_files(m, seed, &into, &self.dir.join(&name), opts, progress, fill)
+    }
+
+    /// Publishes every device written.
+    pub fn commit(self) -> Result<(), CheckpointError> {
+        Ok(self.staged.commit()?)
+    }
+}
+
+/// What a [`DeviceSet`] may replace: an empty directory, or `device-K` checkpoints with their
+/// lock files and leftovers.
+pub fn device_set_contents(dir: &Path) -> Result<(), String> {
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let device = name.strip_prefix("device-").is_some_and(|k| !k.is_empty() && k.bytes().all(|c| c.is_ascii_digit()));
+        if device && e.file_type().is_ok_and(|t| t.is_dir()) {
+            checkpoint_contents(&e.path()).map_err(|r| format!("{name} {r}"))?;
+        } else if !(name.starts_with(".device-") && (name.ends_with(".lock") || name.contains(".initc-tmp-"))) {
+            return Err(format!("holds {name}, which is no device-K checkpoint. A run replaces the whole directory; give a new or empty one, or remove it"));
+        }
+    }
+    Ok(())
+}
+
+/// What `initc run` may replace: an empty directory, or one holding only files a checkpoint
+/// writer makes (this one's, or older versions' temporaries). Anything else would be deleted
+/// by the replacement, so it is refused.
+pub fn checkpoint_contents(dir: &Path) -> Result<(), String> {
+    let mut foreign = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        let ours = matches!(name.as_str(), "manifest.json" | "model.safetensors" | "model.safetensors.index.json") || is_shard_file(&name) || (name.starts_with(".model") && name.ends_with(".partial")) || name.starts_with(".tmp");
+        if !(ours && is_file) {
+            foreign.push(if is_file { name } else { format!("{name} (not a file)") });
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let shown: Vec<&str> = foreign.iter().take(3).map(String::as_str).collect();
+    let more = if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() };
+    Err(format!("holds what no initc checkpoint holds: {}{more}. A run replaces the whole directory; give a new or empty one, or remove those", shown.join(", ")))
+}
+
+/// `model-00001-of-00003.safetensors`.
+fn is_shard_file(name: &str) -> bool {
+    let Some(mid) = name.strip_prefix("model-").and_then(|r| r.strip_suffix(".safetensors")) else { return false };
+    mid.split_once("-of-").is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()))
+}
+
+fn create(path: &Path) -> std::io::Result<std::fs::File> {
+    fault::hit(fault::Point::Create)?;
+    std::fs::File::create(path)
+}
+
+fn sync(f: &std::fs::File) -> std::io::Result<()> {
+    fault::hit(fault::Point::Fsync)?;
+    f.sync_all()
+}
+
+/// One small file in the staging directory `tmp` (`shown` is the directory named in errors).
+fn write_small(tmp: &Path, shown: &Path, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let shown = shown.join(name);
+    let file = create(&tmp.join(name)).map_err(io(&shown))?;
+    Faulty(&file).write_all(bytes).map_err(io(&shown))?;
+    sync(&file).map_err(io(&shown))
 }
 
 fn pretty(v: &serde_json::Value) -> Vec<u8> {
@@ -253,25 +358,31 @@ pub fn manifest_json(m: &Module, seed: u64, w: &Written) -> serde_json::Value {
     v
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(path))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    readable(tmp.as_file()).map_err(io(path))?;
-    tmp.persist(path).map_err(|e| CheckpointError::Io { path: path.into(), source: e.error })?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-
-/// Temp files are created 0600; a finished checkpoint is an ordinary 0644 file.
-fn readable(f: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    /// 1M tensors gave a 111 MB header that Python `safetensors` refuses; here 25,000 names of
+    /// 4,000 bytes pass every IR limit and make a 100.5 MB header.
+    #[test]
+    fn a_header_readers_refuse_is_an_error() {
+        let mut b = initc_ir::Builder::new("big");
+        let ty = initc_ir::Type::new(initc_ir::DType::F32, &[1]);
+        let z = b.push(initc_ir::Op::Full { value: initc_ir::F64::new(0.0) }, ty.clone()).unwrap();
+        let mut m = b.finish();
+        let pad = "x".repeat(3990);
+        for i in 0..25_000 {
+            m.params.push(Param { fqn: format!("{pad}{i:05}"), ty: ty.clone(), value: z, axes: vec![], init: String::new(), sharding: None });
+        }
+        initc_ir::verify(&m).unwrap();
+        let items = items(&m, None).unwrap();
+        let all: Vec<usize> = (0..items.len()).collect();
+        let e = header(&m, 0, None, &items, &all, "model.safetensors").unwrap_err();
+        assert!(matches!(e, CheckpointError::HeaderTooLarge { tensors: 25_000, bytes, .. } if bytes > MAX_HEADER_BYTES), "{e}");
+        assert!(e.to_string().contains("--max-shard-size"));
+        // Split in two files, each header is accepted.
+        for half in all.chunks(12_500) {
+            assert!(header(&m, 0, None, &items, half, "f").unwrap().len() as u64 <= MAX_HEADER_BYTES + 8);
+        }
     }
-    #[cfg(not(unix))]
-    let _ = f;
-    Ok(())
 }

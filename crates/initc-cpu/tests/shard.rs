@@ -102,3 +102,48 @@ fn a_device_checkpoint_holds_its_regions_with_offsets() {
     let e = write_checkpoint(&m, 5, dir.path(), &WriteOptions { device: Some(0), ..Default::default() }, &|_| {}).unwrap_err();
     assert!(e.to_string().contains("need a sharded module"), "{e}");
 }
+
+/// `DIR/device-K` for every device of `s`'s mesh, written and published as one set.
+fn write_set(s: &Module, seed: u64, dir: &std::path::Path) -> Vec<[u8; 32]> {
+    let ev = initc_cpu::Evaluator::new(s, seed);
+    let fill = |p: &initc_ir::Param, r: &initc_cpu::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| initc_cpu::materialize(&ev, p.value, &p.ty.shape, r, sink);
+    // What readers see: each device's manifest (or none).
+    let visible = || -> Vec<Option<Vec<u8>>> { (0..8).map(|d| std::fs::read(dir.join(format!("device-{d}/manifest.json"))).ok()).collect() };
+    let before = visible();
+    let set = initc_cpu::DeviceSet::begin(dir).unwrap();
+    let mut digests = vec![];
+    for d in 0..s.mesh.as_ref().unwrap().devices() {
+        digests.push(set.write(s, seed, &WriteOptions { device: Some(d), ..Default::default() }, &|_| {}, &fill).unwrap().digest);
+        assert_eq!(visible(), before, "device {d} became visible before the set was published");
+    }
+    set.commit().unwrap();
+    digests
+}
+
+#[test]
+fn device_sets_are_published_together_and_replace_other_meshes_sets() {
+    let m = module(&[vec![8, 6], vec![5], vec![4, 4, 2], vec![6, 3]]);
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("out");
+    // Six devices, then two: the four devices of the old mesh must not survive beside the new.
+    let six = sharded(&m, &[3, 2], &[vec![0, 1], vec![0, 3], vec![2, 0], vec![3, 3]], true);
+    let first = write_set(&six, 1, &dir);
+    let names = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&dir), ["device-0", "device-1", "device-2", "device-3", "device-4", "device-5"]);
+    for (k, d) in first.iter().enumerate() {
+        let man: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("device-{k}/manifest.json"))).unwrap()).unwrap();
+        assert_eq!(man["shard_digest"], initc_cpu::hex(d));
+    }
+    let two = sharded(&m, &[2], &[vec![0], vec![0], vec![2], vec![3]], true);
+    write_set(&two, 2, &dir);
+    assert_eq!(names(&dir), ["device-0", "device-1"]);
+    assert_eq!(names(t.path()), [".out.lock", "out"]);
+    // A directory holding anything else is refused before anything is written.
+    std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+    let e = initc_cpu::DeviceSet::begin(&dir).err().unwrap().to_string();
+    assert!(e.contains("notes.txt"), "{e}");
+}

@@ -38,7 +38,10 @@ const AXES: &[(&str, Option<Arg>)] = &[("in_axis", Some(Arg::I(-2))), ("out_axis
 enum Arg {
     F(f64),
     I(i64),
+    /// A default string; strings given in model.toml are read by [`Args::s`].
     S(&'static str),
+    /// A string given in model.toml.
+    Given,
 }
 
 /// Names of every initializer kind (for `--help` and hints).
@@ -53,14 +56,14 @@ struct Args<'a> {
     spec: &'static [(&'static str, Option<Arg>)],
 }
 
-impl Args<'_> {
+impl<'a> Args<'a> {
     fn raw(&self, name: &str) -> Result<Arg> {
         let default = self.spec.iter().find(|(n, _)| *n == name).and_then(|(_, d)| *d);
         match self.table.and_then(|t| t.get(name)) {
             None => default.ok_or_else(|| SpanError::invalid(self.span.clone(), name, format!("{} needs `{name}`", self.kind))),
             Some(toml::Value::Float(f)) => Ok(Arg::F(*f)),
             Some(toml::Value::Integer(i)) => Ok(Arg::I(*i)),
-            Some(toml::Value::String(s)) => Ok(Arg::S(leak_known(s))),
+            Some(toml::Value::String(_)) => Ok(Arg::Given),
             Some(other) => Err(SpanError::invalid(self.span.clone(), name, format!("expected a number or string, found {}", other.type_str()))),
         }
     }
@@ -69,7 +72,7 @@ impl Args<'_> {
         match self.raw(name)? {
             Arg::F(f) => Ok(f),
             Arg::I(i) => Ok(i as f64),
-            Arg::S(_) => Err(SpanError::invalid(self.span.clone(), name, "expected a number")),
+            Arg::S(_) | Arg::Given => Err(SpanError::invalid(self.span.clone(), name, "expected a number")),
         }
     }
 
@@ -80,7 +83,11 @@ impl Args<'_> {
         }
     }
 
-    fn s(&self, name: &str) -> Result<&'static str> {
+    /// A string argument as written (so errors can quote it), else its default.
+    fn s(&self, name: &str) -> Result<&'a str> {
+        if let Some(toml::Value::String(s)) = self.table.and_then(|t| t.get(name)) {
+            return Ok(s.as_str());
+        }
         match self.raw(name)? {
             Arg::S(s) => Ok(s),
             _ => Err(SpanError::invalid(self.span.clone(), name, "expected a string")),
@@ -91,13 +98,6 @@ impl Args<'_> {
         let s = self.s("mode")?;
         FanMode::from_name(s).ok_or_else(|| SpanError::invalid(self.span.clone(), "mode", format!("`{s}` is not fan_in, fan_out or fan_avg")))
     }
-}
-
-/// Interns the few string values initializer args take; anything else maps to a marker that
-/// fails the `from_name` lookups with a clear message.
-fn leak_known(s: &str) -> &'static str {
-    const KNOWN: &[&str] = &["fan_in", "fan_out", "fan_avg", "truncated_normal", "normal", "uniform", "linear", "conv", "sigmoid", "tanh", "relu", "leaky_relu", "selu"];
-    KNOWN.iter().copied().find(|k| *k == s).unwrap_or("<unrecognized>")
 }
 
 /// Resolves an `init` value of model.toml into an [`Init`].

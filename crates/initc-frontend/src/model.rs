@@ -26,6 +26,8 @@ pub(crate) struct ModelCtx {
     /// Span errors fall back to (the `[model]` table or the current `[[module]]`).
     pub span: Range<usize>,
     overrides: Vec<Override>,
+    /// Parameters declared so far.
+    count: usize,
 }
 
 impl ModelCtx {
@@ -45,7 +47,25 @@ impl ModelCtx {
                 dtype = d;
             }
         }
+        self.check_limits(fqn, shape, &span)?;
         self.t.param(fqn, Type::new(dtype, shape), axes, &init).map(drop).map_err(|e| trace_error(span, e))
+    }
+
+    /// [`initc_ir::limits`] checked as each parameter is declared, so an error points at the
+    /// key that made it (and a huge model is refused before it is built).
+    fn check_limits(&mut self, fqn: &str, shape: &[u64], span: &Range<usize>) -> Result<()> {
+        use initc_ir::limits::{name_problem, MAX_PARAMS, MAX_RANK};
+        if let Some(reason) = name_problem(fqn) {
+            return Err(SpanError::invalid(span.clone(), "name", format!("parameter {fqn:?}: the name {reason}")));
+        }
+        if shape.len() > MAX_RANK {
+            return Err(SpanError::invalid(span.clone(), "shape", format!("parameter `{fqn}` has rank {} (at most {MAX_RANK})", shape.len())));
+        }
+        self.count += 1;
+        if self.count > MAX_PARAMS {
+            return Err(SpanError::invalid(span.clone(), "model", format!("more than {MAX_PARAMS} parameters (the limit of initc_ir::limits)")).hint("this many tensors would not fit a safetensors header a reader accepts; check the layer counts and {a..b} ranges"));
+        }
+        Ok(())
     }
 }
 
@@ -91,7 +111,7 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
             hits: 0,
         });
     }
-    let mut cx = ModelCtx { t, dtype, span: model_span.clone(), overrides };
+    let mut cx = ModelCtx { t, dtype, span: model_span.clone(), overrides, count: 0 };
     match model.preset.as_ref() {
         Some(p) => {
             if let Some(m) = root.modules.first() {

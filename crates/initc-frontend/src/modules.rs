@@ -126,7 +126,10 @@ pub(crate) fn build_module(cx: &mut ModelCtx, m: &Spanned<ModuleSection>) -> Res
         Some(a) if a.get_ref().len() != w_shape.len() => {
             return Err(SpanError::invalid(a.span(), "axes", format!("{} names for a weight of rank {}", a.get_ref().len(), w_shape.len())));
         }
-        Some(a) => a.get_ref().clone(),
+        Some(a) => match a.get_ref().iter().find(|n| !initc_ir::limits::is_axis_name(n)) {
+            Some(bad) => return Err(SpanError::invalid(a.span(), "axes", format!("{bad:?} is not an axis name (a letter or `_`, then letters, digits or `_`)"))),
+            None => a.get_ref().clone(),
+        },
         None => w_axes.iter().map(|s| s.to_string()).collect(),
     };
     let axes: Vec<&str> = axes.iter().map(String::as_str).collect();

@@ -24,7 +24,11 @@ pub fn expand_ranges(name: &str) -> Result<Vec<String>, String> {
         return Err(format!("range `{{{inner}}}` has more than 2^20 entries"));
     }
     let rest = expand_ranges(&name[close + 1..])?;
-    let mut out = Vec::with_capacity(((b - a + 1) as usize) * rest.len());
+    let count = ((b - a + 1) as usize).checked_mul(rest.len()).filter(|&n| n <= initc_ir::limits::MAX_PARAMS);
+    let Some(count) = count else {
+        return Err(format!("`{name}` expands to more than {} names (the parameter limit)", initc_ir::limits::MAX_PARAMS));
+    };
+    let mut out = Vec::with_capacity(count);
     for i in a..=b {
         for r in &rest {
             out.push(format!("{}{i}{r}", &name[..open]));

@@ -109,6 +109,19 @@ fn positive_float(v: &Option<Spanned<f64>>, key: &str, default: f64) -> Result<f
     }
 }
 
+/// The most layers a preset builds (real models have at most a few hundred): far more would
+/// only exhaust memory while tracing.
+pub const MAX_LAYERS: u64 = 1 << 16;
+
+fn layers(v: &Option<Spanned<i64>>, key: &str, default: u64) -> Result<u64> {
+    let n = pos_or(v, key, default)?;
+    if n > MAX_LAYERS {
+        let span = v.as_ref().map(|v| v.span()).unwrap_or_default();
+        return Err(SpanError::invalid(span, key, format!("{n} layers are above the limit of {MAX_LAYERS}")));
+    }
+    Ok(n)
+}
+
 /// torchtitan's FFN width: `multiple_of * ceil(int(ffn_dim_multiplier * int(2 * 4 * dim / 3)) / multiple_of)`.
 pub fn llama3_ffn_dim(dim: u64, multiple_of: u64, ffn_dim_multiplier: Option<f64>) -> u64 {
     let mut hidden = (2.0 * (4 * dim) as f64 / 3.0) as u64;
@@ -122,7 +135,7 @@ pub fn llama3_ffn_dim(dim: u64, multiple_of: u64, ffn_dim_multiplier: Option<f64
 fn llama3(cx: &mut ModelCtx, m: &ModelSection) -> Result<()> {
     let s = cx.span.clone();
     let dim = pos_or(&m.dim, "dim", 4096)?;
-    let n_layers = pos_or(&m.n_layers, "n_layers", 32)?;
+    let n_layers = layers(&m.n_layers, "n_layers", 32)?;
     let n_heads = pos_or(&m.n_heads, "n_heads", 32)?;
     let n_kv_heads = pos_or(&m.n_kv_heads, "n_kv_heads", n_heads)?;
     let vocab = pos_or(&m.vocab_size, "vocab_size", 128256)?;
@@ -161,7 +174,7 @@ fn gpt2(cx: &mut ModelCtx, m: &ModelSection) -> Result<()> {
     let s = cx.span.clone();
     let vocab = pos_or(&m.vocab_size, "vocab_size", 50257)?;
     let e = pos_or(&m.n_embd, "n_embd", 768)?;
-    let n_layer = pos_or(&m.n_layer, "n_layer", 12)?;
+    let n_layer = layers(&m.n_layer, "n_layer", 12)?;
     let n_head = pos_or(&m.n_head, "n_head", 12)?;
     let n_pos = pos_or(&m.n_positions, "n_positions", 1024)?;
     let inner = pos_or(&m.n_inner, "n_inner", 4 * e)?;
@@ -199,7 +212,7 @@ fn hf_llama(cx: &mut ModelCtx, m: &ModelSection) -> Result<()> {
     let vocab = pos_or(&m.vocab_size, "vocab_size", 32000)?;
     let h = pos_or(&m.hidden_size, "hidden_size", 4096)?;
     let inter = pos_or(&m.intermediate_size, "intermediate_size", 11008)?;
-    let layers = pos_or(&m.num_hidden_layers, "num_hidden_layers", 32)?;
+    let layers = layers(&m.num_hidden_layers, "num_hidden_layers", 32)?;
     let heads = pos_or(&m.num_attention_heads, "num_attention_heads", 32)?;
     let kv = pos_or(&m.num_key_value_heads, "num_key_value_heads", heads)?;
     positive_float(&m.rms_norm_eps, "rms_norm_eps", 1e-6)?;

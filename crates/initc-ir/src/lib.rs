@@ -7,6 +7,7 @@
 //! Invariants of a verified module:
 //! - every operand refers to an earlier node, so one forward sweep evaluates it;
 //! - every node's type is consistent with its op and operands ([`check_node`]);
+//! - it stays within [`limits`] (rank, operand depth, parameter count, total elements, names);
 //! - parameter FQNs are unique, non-empty, and each parameter's declared type is its value's;
 //! - with a mesh, every parameter has a well-formed sharding on it; without one, none has.
 //!
@@ -14,6 +15,7 @@
 
 mod builder;
 mod compact;
+pub mod limits;
 mod module;
 mod op;
 mod parse;

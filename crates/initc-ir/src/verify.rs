@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use crate::limits;
 use crate::module::{Module, Node};
 use crate::op::{BinaryOp, Op, UnaryOp, Value};
 use crate::types::{DType, Type};
@@ -20,6 +21,12 @@ pub enum NodeError {
     Overflow { ty: Type },
     #[error("attribute `{attr}`: {reason}")]
     Attr { attr: &'static str, reason: String },
+    #[error("rank {rank} is above the limit of {}", crate::limits::MAX_RANK)]
+    Rank { rank: usize },
+    #[error("operand chain of depth {depth} is above the limit of {}", crate::limits::MAX_DEPTH)]
+    Depth { depth: usize },
+    #[error("evaluating it visits more than {} nodes (operands counted once per path to them)", crate::limits::MAX_TREE)]
+    Tree,
 }
 
 /// A verification failure in a module.
@@ -33,10 +40,20 @@ pub enum VerifyError {
     ParamType { fqn: String, value: Value, declared: Type, actual: Type },
     #[error("parameter `{fqn}`: {n_axes} axis names for rank {rank}")]
     ParamAxes { fqn: String, n_axes: usize, rank: usize },
+    #[error("parameter `{fqn}`: axis name {axis:?} is not a word (a letter or `_`, then letters, digits or `_`)")]
+    BadAxisName { fqn: String, axis: String },
     #[error("parameter `{fqn}` is defined twice")]
     DuplicateParam { fqn: String },
     #[error("parameter with an empty name (value {value})")]
     EmptyFqn { value: Value },
+    #[error("parameter {fqn:?}: the name {reason}")]
+    BadFqn { fqn: String, reason: String },
+    #[error("module name {name:?} {reason}")]
+    BadModuleName { name: String, reason: String },
+    #[error("{count} parameters are above the limit of {}", crate::limits::MAX_PARAMS)]
+    TooManyParams { count: usize },
+    #[error("{total} elements over all parameters are above the limit of 2^50")]
+    TooManyElements { total: u128 },
     #[error("parameter `{fqn}` has element type `key`; parameters are numeric tensors")]
     KeyParam { fqn: String },
     #[error("parameter `{fqn}`: sharding {sharding}: {error}")]
@@ -49,8 +66,30 @@ pub enum VerifyError {
 
 /// Verifies the whole module.
 pub fn verify(m: &Module) -> Result<(), VerifyError> {
+    if let Some(reason) = limits::name_problem(&m.name) {
+        return Err(VerifyError::BadModuleName { name: m.name.clone(), reason });
+    }
+    if m.params.len() > limits::MAX_PARAMS {
+        return Err(VerifyError::TooManyParams { count: m.params.len() });
+    }
+    // Per node: its depth (1 + its deepest operand's) and its tree size (1 + its operands'),
+    // in one sweep since operands come first.
+    let mut depth = vec![0usize; m.nodes.len()];
+    let mut tree = vec![0u64; m.nodes.len()];
     for (i, node) in m.nodes.iter().enumerate() {
-        if let Err(error) = check_node(&m.nodes[..i], &node.op, &node.ty) {
+        let checked = check_node(&m.nodes[..i], &node.op, &node.ty).and_then(|()| {
+            let ops = node.op.operands();
+            depth[i] = 1 + ops.iter().map(|v| depth[v.index()]).max().unwrap_or(0);
+            tree[i] = ops.iter().fold(1u64, |t, v| t.saturating_add(tree[v.index()]));
+            if depth[i] > limits::MAX_DEPTH {
+                return Err(NodeError::Depth { depth: depth[i] });
+            }
+            if tree[i] > limits::MAX_TREE {
+                return Err(NodeError::Tree);
+            }
+            Ok(())
+        });
+        if let Err(error) = checked {
             let node_v = Value(i as u32);
             return Err(VerifyError::Node {
                 node: node_v,
@@ -64,6 +103,9 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
     for p in &m.params {
         if p.fqn.is_empty() {
             return Err(VerifyError::EmptyFqn { value: p.value });
+        }
+        if let Some(reason) = limits::name_problem(&p.fqn) {
+            return Err(VerifyError::BadFqn { fqn: p.fqn.clone(), reason });
         }
         if !seen.insert(p.fqn.as_str()) {
             return Err(VerifyError::DuplicateParam { fqn: p.fqn.clone() });
@@ -89,6 +131,9 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
                 rank: p.ty.rank(),
             });
         }
+        if let Some(axis) = p.axes.iter().find(|a| !limits::is_axis_name(a)) {
+            return Err(VerifyError::BadAxisName { fqn: p.fqn.clone(), axis: axis.clone() });
+        }
         match (&m.mesh, &p.sharding) {
             (None, None) => {}
             (None, Some(_)) => return Err(VerifyError::ShardingWithoutMesh { fqn: p.fqn.clone() }),
@@ -97,6 +142,10 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
                 s.check(mesh, &p.ty).map_err(|error| VerifyError::Sharding { fqn: p.fqn.clone(), sharding: s.to_string(), error })?;
             }
         }
+    }
+    let total: u128 = m.params.iter().map(|p| p.ty.numel().unwrap_or(u64::MAX) as u128).sum();
+    if total > limits::MAX_TOTAL_ELEMENTS as u128 {
+        return Err(VerifyError::TooManyElements { total });
     }
     Ok(())
 }
@@ -120,6 +169,9 @@ pub fn owner_param(m: &Module, v: Value) -> Option<String> {
 
 /// Checks one node `op : ty` given the nodes defined before it.
 pub fn check_node(before: &[Node], op: &Op, ty: &Type) -> Result<(), NodeError> {
+    if ty.rank() > limits::MAX_RANK {
+        return Err(NodeError::Rank { rank: ty.rank() });
+    }
     if ty.numel().is_none() {
         return Err(NodeError::Overflow { ty: ty.clone() });
     }

@@ -1,6 +1,7 @@
 //! Finding a PJRT plugin: an explicit path, then `INITC_PJRT_PLUGIN`, then the plugins JAX
 //! installs into Python site-packages (`jax_plugins/xla_cuda*/xla_cuda_plugin.so`,
-//! `libtpu/libtpu.so`).
+//! `libtpu/libtpu.so`). Nothing is looked up relative to the current directory unless the user
+//! names it: loading a library runs its code, and a checkout may be untrusted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,7 +42,8 @@ impl Discovery {
 }
 
 /// Searches in order: `flag`, `INITC_PJRT_PLUGIN`, site-packages. An explicit path (flag or
-/// variable) is taken as given even if it does not exist, so loading it reports the error.
+/// variable) is taken as given even if it does not exist, so loading it reports the error; a
+/// bare file name means `./name` ([`crate::plugin::explicit_path`]), never the loader's search path.
 pub fn discover(flag: Option<&Path>) -> Discovery {
     let env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
     discover_in(flag, env.as_deref(), &site_packages())
@@ -50,11 +52,11 @@ pub fn discover(flag: Option<&Path>) -> Discovery {
 fn discover_in(flag: Option<&Path>, env: Option<&Path>, sites: &[PathBuf]) -> Discovery {
     let mut looked = Vec::new();
     if let Some(p) = flag {
-        return Discovery { found: Some((p.to_path_buf(), PluginSource::Flag)), looked };
+        return Discovery { found: Some((crate::plugin::explicit_path(p), PluginSource::Flag)), looked };
     }
     looked.push("--plugin (not given)".to_string());
     if let Some(p) = env {
-        return Discovery { found: Some((p.to_path_buf(), PluginSource::Env)), looked };
+        return Discovery { found: Some((crate::plugin::explicit_path(p), PluginSource::Env)), looked };
     }
     looked.push(format!("{ENV_VAR} (not set)"));
     for site in sites {
@@ -66,7 +68,22 @@ fn discover_in(flag: Option<&Path>, env: Option<&Path>, sites: &[PathBuf]) -> Di
     if sites.is_empty() {
         looked.push("Python site-packages (none found: no python3 on PATH, no virtualenv)".into());
     }
+    if let Some(p) = venv_sites(Path::new("./.venv")).iter().find_map(|s| plugin_in(s)) {
+        // Named, not loaded: a library in the current directory runs its code when loaded.
+        looked.push(format!("./.venv is not searched (a checkout may be untrusted), but holds {}: pass --plugin {} or activate the virtualenv (VIRTUAL_ENV)", p.display(), p.display()));
+    }
     Discovery { found: None, looked }
+}
+
+/// `ROOT/lib/python3*/site-packages` of a virtualenv.
+fn venv_sites(root: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages"))
+        .collect()
 }
 
 /// The newest CUDA plugin in `site` (xla_cuda13 before xla_cuda12), else libtpu.
@@ -87,27 +104,22 @@ fn plugin_in(site: &Path) -> Option<PathBuf> {
     tpu.is_file().then_some(tpu)
 }
 
-/// Site-packages directories: the active virtualenv's, the project's `.venv`, and those the
-/// `python3` on PATH reports (deduplicated, existing only).
+/// Site-packages directories: the active virtualenv's (`VIRTUAL_ENV`, an absolute path), and
+/// those the `python3` on PATH reports, asked in isolated mode (`-I`: neither the current
+/// directory nor `PYTHON*` variables on its path) from `/` (deduplicated, absolute, existing).
+/// A `./.venv` is not searched: `initc devices` in an untrusted checkout would run its code.
 fn site_packages() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    let mut globbed = |root: PathBuf| {
-        for e in std::fs::read_dir(root.join("lib")).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with("python3") {
-                dirs.push(e.path().join("site-packages"));
-            }
-        }
-    };
-    if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
-        globbed(PathBuf::from(v));
+    if let Some(v) = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).filter(|v| v.is_absolute()) {
+        dirs.extend(venv_sites(&v));
     }
-    globbed(PathBuf::from(".venv"));
-    if let Ok(out) = Command::new("python3").args(["-c", "import site,sys; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))"]).output()
+    let ask = "import site; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))";
+    if let Ok(out) = Command::new("python3").args(["-I", "-c", ask]).current_dir("/").output()
         && out.status.success() {
             dirs.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(PathBuf::from));
         }
     let mut seen = std::collections::HashSet::new();
-    dirs.retain(|d| d.is_dir() && seen.insert(d.canonicalize().unwrap_or(d.clone())));
+    dirs.retain(|d| d.is_absolute() && d.is_dir() && seen.insert(d.canonicalize().unwrap_or(d.clone())));
     dirs
 }
 
@@ -121,6 +133,11 @@ mod tests {
         assert_eq!(d.found, Some((PathBuf::from("/a.so"), PluginSource::Flag)));
         let d = discover_in(None, Some(Path::new("/b.so")), &[]);
         assert_eq!(d.found, Some((PathBuf::from("/b.so"), PluginSource::Env)));
+        // A bare name is a file in the current directory, not a library search.
+        let d = discover_in(Some(Path::new("libz.so.1")), None, &[]);
+        assert_eq!(d.found, Some((PathBuf::from("./libz.so.1"), PluginSource::Flag)));
+        let d = discover_in(None, Some(Path::new("p.so")), &[]);
+        assert_eq!(d.found, Some((PathBuf::from("./p.so"), PluginSource::Env)));
     }
 
     #[test]

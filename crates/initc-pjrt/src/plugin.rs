@@ -36,11 +36,15 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    /// Loads `path`, checks its API version and initializes it.
+    /// Loads `path`, checks that `GetPjrtApi` returns a plausible function table of a supported
+    /// version, and only then initializes it. A bare file name means `./name`: the dynamic
+    /// loader's search path is never consulted (`--plugin libz.so.1` would load the system's).
     pub fn load(path: &Path) -> Result<Arc<Plugin>, PjrtError> {
+        let path = &explicit_path(path);
         let load_err = |reason: String| PjrtError::Load { path: path.to_path_buf(), reason };
         // SAFETY: loading a shared library runs its initializers; a PJRT plugin is meant to be
-        // loaded this way (as jaxlib does).
+        // loaded this way (as jaxlib does). `path` has a directory part, so dlopen opens that
+        // file only.
         let lib = unsafe { libloading::Library::new(path) }.map_err(|e| load_err(e.to_string()))?;
         // SAFETY: `GetPjrtApi` has the signature `const PJRT_Api* GetPjrtApi(void)`.
         let api = unsafe {
@@ -48,14 +52,9 @@ impl Plugin {
                 lib.get(b"GetPjrtApi\0").map_err(|e| load_err(format!("no GetPjrtApi symbol ({e}); is this a PJRT plugin?")))?;
             get()
         };
-        if api.is_null() {
-            return Err(load_err("GetPjrtApi returned null".into()));
-        }
-        // SAFETY: non-null, and every PJRT_Api starts with the header.
-        let (size, major, minor) = unsafe { ((*api).struct_size, (*api).version.major, (*api).version.minor) };
-        if size < std::mem::size_of::<sys::ApiHeader>() {
-            return Err(load_err(format!("PJRT_Api struct_size {size} is too small")));
-        }
+        // SAFETY: `api` is what GetPjrtApi returned; check_table reads it only as far as its
+        // checked sizes allow.
+        let (major, minor) = unsafe { check_table(api) }.map_err(load_err)?;
         check_version(path, major, minor)?;
         let plugin = Plugin { path: path.to_path_buf(), api, version: (major, minor), _lib: lib };
         plugin.call::<sys::PluginInitialize>(&mut sys::PluginInitializeArgs::new())?;
@@ -168,6 +167,56 @@ impl Plugin {
     }
 }
 
+/// `path` itself if it has a directory part, else `./path`.
+pub fn explicit_path(path: &Path) -> PathBuf {
+    let bare = path.parent().is_some_and(|p| p.as_os_str().is_empty());
+    if bare { Path::new(".").join(path) } else { path.to_path_buf() }
+}
+
+/// The largest `PJRT_Api` initc believes (0.117's is about 1.2 KB).
+const MAX_TABLE_BYTES: usize = 1 << 16;
+
+/// Functions a table must have before initc calls any of them.
+const REQUIRED: [(usize, &str); 5] = [
+    (sys::ErrorDestroy::SLOT, sys::ErrorDestroy::NAME),
+    (sys::ErrorMessage::SLOT, sys::ErrorMessage::NAME),
+    (sys::ErrorGetCode::SLOT, sys::ErrorGetCode::NAME),
+    (sys::PluginInitialize::SLOT, sys::PluginInitialize::NAME),
+    (sys::ClientCreate::SLOT, sys::ClientCreate::NAME),
+];
+
+/// Checks what `GetPjrtApi` returned before anything in it is called: non-null, aligned, a
+/// `struct_size` between the required functions' end and [`MAX_TABLE_BYTES`], a sane version
+/// struct, and the functions initc needs first present. Returns `(major, minor)`.
+///
+/// # Safety
+/// `api` must be null or valid for reads of its `struct_size` bytes when that size is within
+/// the checked bounds (what a PJRT plugin promises).
+pub(crate) unsafe fn check_table(api: *const sys::ApiHeader) -> Result<(i32, i32), String> {
+    if api.is_null() {
+        return Err("GetPjrtApi returned null".into());
+    }
+    if !api.is_aligned() {
+        return Err(format!("GetPjrtApi returned a misaligned pointer {api:p}"));
+    }
+    // SAFETY: non-null and aligned; every PJRT_Api starts with the header.
+    let (size, vsize, major, minor) = unsafe { ((*api).struct_size, (*api).version.struct_size, (*api).version.major, (*api).version.minor) };
+    let min = (REQUIRED.iter().map(|r| r.0).max().unwrap_or(0) + 1) * 8;
+    if !(min..=MAX_TABLE_BYTES).contains(&size) {
+        return Err(format!("implausible PJRT_Api: struct_size {size} (a table holding the functions initc needs is {min} to {MAX_TABLE_BYTES} bytes)"));
+    }
+    if !(std::mem::size_of::<sys::ApiVersion>()..=4096).contains(&vsize) {
+        return Err(format!("implausible PJRT_Api: PJRT_Api_Version struct_size {vsize}"));
+    }
+    for (slot, name) in REQUIRED {
+        // SAFETY: slot * 8 < size (checked above).
+        if unsafe { *(api as *const *const c_void).add(slot) }.is_null() {
+            return Err(format!("implausible PJRT_Api: {name} is null"));
+        }
+    }
+    Ok((major, minor))
+}
+
 /// Refuses another major version, or a minor older than [`SUPPORTED_MINOR_MIN`].
 pub(crate) fn check_version(path: &Path, major: i32, minor: i32) -> Result<(), PjrtError> {
     if major == SUPPORTED_MAJOR && minor >= SUPPORTED_MINOR_MIN {
@@ -205,11 +254,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_library_without_get_pjrt_api_is_refused_with_its_path() {
-        // libc is always there and is no PJRT plugin.
-        let err = Plugin::load(Path::new("libc.so.6")).unwrap_err();
-        let s = err.to_string();
-        assert!(s.contains("libc.so.6") && s.contains("GetPjrtApi"), "{s}");
+    fn a_bare_name_is_a_file_in_the_current_directory() {
+        // libc.so.6 is on the loader's search path, never in the crate directory.
+        let err = Plugin::load(Path::new("libc.so.6")).unwrap_err().to_string();
+        assert!(err.contains("./libc.so.6") && !err.contains("GetPjrtApi"), "{err}");
+        assert_eq!(explicit_path(Path::new("x.so")), Path::new("./x.so"));
+        assert_eq!(explicit_path(Path::new("/a/x.so")), Path::new("/a/x.so"));
+        assert_eq!(explicit_path(Path::new("d/x.so")), Path::new("d/x.so"));
+    }
+
+    /// A fake table: header, version (0.117), then `slots` function words set to `f`.
+    fn table(size: usize, f: usize) -> Vec<usize> {
+        let mut t = vec![0usize; 200];
+        t[0] = size;
+        t[2] = std::mem::size_of::<sys::ApiVersion>();
+        t[4] = 117 << 32;
+        for w in &mut t[5..] {
+            *w = f;
+        }
+        t
+    }
+
+    #[test]
+    fn implausible_tables_are_refused_before_any_call() {
+        let check = |t: &[usize]| unsafe { check_table(t.as_ptr() as *const sys::ApiHeader) };
+        assert_eq!(check(&table(1200, 1)), Ok((0, 117)));
+        assert!(unsafe { check_table(std::ptr::null()) }.unwrap_err().contains("null"));
+        assert!(check(&table(16, 1)).unwrap_err().contains("struct_size 16"));
+        assert!(check(&table(1 << 40, 1)).unwrap_err().contains("struct_size"));
+        assert!(check(&table(1200, 0)).unwrap_err().contains("PJRT_Error_Destroy is null"));
+        let mut t = table(1200, 1);
+        t[2] = 7;
+        assert!(check(&t).unwrap_err().contains("PJRT_Api_Version struct_size 7"));
+        let bytes = vec![0u8; 64];
+        let odd = unsafe { bytes.as_ptr().add(1) } as *const sys::ApiHeader;
+        assert!(unsafe { check_table(odd) }.unwrap_err().contains("misaligned"));
     }
 
     #[test]
