@@ -96,3 +96,56 @@ fn custom_expressions_cover_the_op_set() {
     initc_ir::verify(&m).unwrap();
     assert_eq!(initc_ir::parse(&m.to_string()).unwrap(), m);
 }
+
+#[test]
+fn sixteen_bit_initializers_draw_in_f32_and_convert_once() {
+    // Distribution contract: every random op and every piece of arithmetic of a bf16/f16
+    // parameter's initializer is f32; the value is one `convert` of the f32 result. Constants
+    // are filled in the dtype directly.
+    let inits = [
+        Init::Normal { mean: 1.0, std: 0.02 },
+        Init::TruncNormal { mean: 0.0, std: 0.0625, a: -0.1875, b: 0.1875 },
+        Init::Uniform { a: -0.5, b: 0.5 },
+        Init::torch_linear_weight(),
+        Init::lecun_normal(),
+        Init::XavierNormal { gain: 1.0 },
+    ];
+    for dtype in [DType::BF16, DType::F16] {
+        for init in &inits {
+            let mut t = Tracer::new("m");
+            t.param("w", Type::new(dtype, [64, 32]), &[], init).unwrap();
+            t.param("c", Type::new(dtype, [32]), &[], &Init::Constant(0.1)).unwrap();
+            let m = t.finish().unwrap();
+            let w = m.node(m.params[0].value);
+            assert!(matches!(w.op, Op::Convert { .. }) && w.ty.dtype == dtype, "{init:?} {dtype}: {:?}", w.op);
+            let Op::Convert { x } = w.op else { unreachable!() };
+            assert_eq!(m.node(x).ty.dtype, DType::F32, "{init:?}: converted from f32");
+            for n in &m.nodes {
+                if n.op.random_key().is_some() {
+                    assert_eq!(n.ty.dtype, DType::F32, "{init:?} {dtype}: draws are f32, not JAX's 16-bit transforms");
+                }
+            }
+            let c = m.node(m.params[1].value);
+            assert!(matches!(c.op, Op::Full { .. }) && c.ty.dtype == dtype, "constants stay in the dtype");
+        }
+    }
+}
+
+#[test]
+fn a_truncated_normal_with_vacuous_bounds_is_the_normal() {
+    // torchtitan's trunc_normal_(std=0.02, a=-2, b=2) truncates at ±100σ: no f32 normal draw gets
+    // there, and jax.random.truncated_normal would return -2.0 itself with probability 2^-23
+    let draw = |init: Init| {
+        let mut t = Tracer::new("m");
+        t.param("w", f32(&[16, 16]), &[], &init).unwrap();
+        let m = t.finish().unwrap();
+        m.nodes.iter().find(|n| n.op.random_key().is_some()).unwrap().op.clone()
+    };
+    assert!(matches!(draw(Init::TruncNormal { mean: 0.0, std: 0.02, a: -2.0, b: 2.0 }), Op::Normal { .. }));
+    assert!(matches!(draw(Init::TruncNormal { mean: 0.0, std: 1.0, a: -6.0, b: 6.0 }), Op::Normal { .. }));
+    assert!(matches!(draw(Init::FlaxTruncatedNormal { stddev: 0.02, lower: -10.0, upper: 10.0 }), Op::Normal { .. }));
+    // narrower bounds (torchtitan's output layer at ±3σ, one side within 6σ) stay truncated
+    assert!(matches!(draw(Init::TruncNormal { mean: 0.0, std: 0.0625, a: -0.1875, b: 0.1875 }), Op::TruncatedNormal { .. }));
+    assert!(matches!(draw(Init::TruncNormal { mean: 0.0, std: 1.0, a: -100.0, b: 5.9 }), Op::TruncatedNormal { .. }));
+    assert!(matches!(draw(Init::lecun_normal()), Op::TruncatedNormal { .. }));
+}
