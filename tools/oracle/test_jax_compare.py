@@ -2,8 +2,9 @@
 
 For tiny llama3, gpt2 and the generic mlp example, and several seeds (including >= 2^32), this
 recomputes every parameter independently with JAX on XLA:CPU, each initializer written as the
-JAX expression of INIT_CONTRACT under jax.jit. It also checks that the checkpoint loads with the
-`safetensors` package and that manifest.json's SHA-256s and digest are those of the bytes.
+JAX expression of the README's "Distribution contract" under jax.jit. It also checks that the
+checkpoint loads with the `safetensors` package and that manifest.json's SHA-256s and digest are
+those of the bytes.
 Run by tools/test with the project venv; exits non-zero on the first mismatch.
 """
 import hashlib, json, math, os, re, subprocess, sys, tempfile

@@ -56,7 +56,7 @@ pub struct RunArgs {
     pub plugin: crate::devices::PluginArgs,
     /// (pjrt) Copy the shards back and compare them with the CPU engine: integers and 16-bit
     /// floats bit for bit, f32 within 4 ULP at the element's or the parameter's scale
-    /// (XLA:GPU and XLA:CPU differ in FMA contraction and log1p, RNG_SPEC.md §7). Exit 1 if not.
+    /// (XLA:GPU and XLA:CPU differ in FMA contraction and log1p, docs/RNG_SPEC.md §7). Exit 1 if not.
     #[arg(long)]
     pub verify: bool,
     /// (pjrt) Materialize this many times (freeing the previous result first) and report each

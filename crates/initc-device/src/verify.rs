@@ -1,7 +1,7 @@
 //! Comparing device shards with the CPU engine (the reference semantics).
 //!
 //! Integer data must be identical. Floats may differ where XLA:GPU and XLA:CPU legitimately
-//! differ (RNG_SPEC.md §7: FMA contraction, `log1p`; XLA:GPU also keeps f32 precision between
+//! differ (docs/RNG_SPEC.md §7: FMA contraction, `log1p`; XLA:GPU also keeps f32 precision between
 //! 16-bit ops, `xla_allow_excess_precision`):
 //! - bf16/f16: within 1 ULP of the element, or within 2^-16 of the parameter's largest
 //!   magnitude: initializers compute 16-bit parameters in f32 and round once, so the f32

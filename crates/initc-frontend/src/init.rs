@@ -343,7 +343,7 @@ fn truncated_normal(t: &mut Tracer, key: Tensor, ty: &Type, lower: f64, upper: f
     if vacuous_bounds(lower, upper) { t.normal(key, ty) } else { t.truncated_normal(key, ty, lower, upper) }
 }
 
-/// `z * std + mean`, dropping `* 1` and `+ 0` (INIT_CONTRACT).
+/// `z * std + mean`, dropping `* 1` and `+ 0` (README, "Distribution contract").
 fn affine(t: &mut Tracer, z: Tensor, mean: f64, std: f64) -> Result<Tensor, TraceError> {
     let z = if std == 1.0 { z } else { t.mul_scalar(z, std)? };
     if mean == 0.0 { Ok(z) } else { t.add_scalar(z, mean) }

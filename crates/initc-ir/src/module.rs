@@ -31,7 +31,7 @@ pub struct Param {
 /// How random ops turn counters into bits (README "RNG modes").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RngMode {
-    /// `jax.random` bit for bit: one threefry2x32 per element, `bits = y0 ^ y1` (RNG_SPEC).
+    /// `jax.random` bit for bit: one threefry2x32 per element, `bits = y0 ^ y1` (docs/RNG_SPEC.md).
     #[default]
     Jax,
     /// initc's packed stream: one threefry2x32 of group counter `g = i / L` feeds `L = 64 / w`

@@ -1,4 +1,4 @@
-//! `jax.random` distributions over a set of flat element indices of a draw (RNG_SPEC.md §3–6).
+//! `jax.random` distributions over a set of flat element indices of a draw (docs/RNG_SPEC.md §3–6).
 //! Element `i` depends only on `(key, i)`, so any shard is computed independently.
 //!
 //! Each kernel first writes the raw threefry bits for its indices, then transforms them in
@@ -63,7 +63,7 @@ impl Half {
         }
     }
 
-    /// `rng_bits` for uniform: bf16 draws 8 bits, f16 16 (RNG_SPEC §4).
+    /// `rng_bits` for uniform: bf16 draws 8 bits, f16 16 (docs/RNG_SPEC.md §4).
     fn unit_from_bits(self, x: u32) -> f32 {
         let fb = match self {
             Half::BF16 => ((x & 0xFF) >> 1) as u16 | 0x3F80,
@@ -256,7 +256,7 @@ multiversion! {
     }
 }
 
-/// Host-computed constants of a truncated normal draw (RNG_SPEC §6).
+/// Host-computed constants of a truncated normal draw (docs/RNG_SPEC.md §6).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TruncBounds {
     /// `erf(lower / √2)` and `erf(upper / √2)` as f32.
@@ -390,7 +390,7 @@ pub fn uniform_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, min: f64, 
 }
 
 /// `jax.random.normal` for bf16/f16: u in the 16-bit type, erf_inv in f32 rounded to 16 bits,
-/// then multiplied by the 16-bit √2 and rounded again (RNG_SPEC §5).
+/// then multiplied by the 16-bit √2 and rounded again (docs/RNG_SPEC.md §5).
 pub fn normal_half_bits(mode: Mode, h: Half, key: Key, idx: Indices, out: &mut [u16]) {
     half_draw(mode, h, key, idx, HalfDraw::Normal, out);
 }
@@ -477,7 +477,7 @@ fn half_draw(mode: Mode, h: Half, key: Key, idx: Indices, draw: HalfDraw, out: &
     half_from_bits(h, draw, &bits, out);
 }
 
-/// JAX's 16-bit transforms of random words (RNG_SPEC §4–6): uniform with per-op 16-bit
+/// JAX's 16-bit transforms of random words (docs/RNG_SPEC.md §4–6): uniform with per-op 16-bit
 /// rounding; normal and truncated normal through `erf_inv` in f32, rounded to 16 bits before
 /// and after the multiply by the 16-bit √2.
 fn half_from_bits(h: Half, draw: HalfDraw, bits: &[u32], out: &mut [u16]) {

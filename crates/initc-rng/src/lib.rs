@@ -1,5 +1,5 @@
 //! `jax.random` (threefry2x32, partitionable mode), bit-exact with JAX on XLA:CPU
-//! (RNG_SPEC.md): keys, `random_bits`, `uniform`, `normal`, `truncated_normal` in f32, bf16,
+//! (docs/RNG_SPEC.md): keys, `random_bits`, `uniform`, `normal`, `truncated_normal` in f32, bf16,
 //! f16 (uniform also f64).
 //!
 //! API boundary: pure functions of `(key, flat element indices)`; no allocation beyond the

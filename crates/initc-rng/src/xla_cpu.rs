@@ -1,4 +1,4 @@
-//! XLA:CPU's f32 math, reproduced bit for bit (RNG_SPEC.md §5–7): its `log` (Cephes, as
+//! XLA:CPU's f32 math, reproduced bit for bit (docs/RNG_SPEC.md §5–7): its `log` (Cephes, as
 //! `GenerateVF32Log` emits it), its `log1p` (`xla/codegen/intrinsic/log1p.cc`), StableHLO's
 //! `erfInv32` (Giles) and XLA:CPU's `erf`, with the fused multiply-adds LLVM forms there
 //! (a single-use `fmul` feeding an `fadd` becomes one FMA). `f32::mul_add` is a correctly

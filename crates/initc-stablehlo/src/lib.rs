@@ -5,7 +5,7 @@
 //! `jax.random.PRNGKey(seed)` (`[hi32, lo32]`) and returns one result per parameter in model
 //! order at its global shape, annotated with its sharding (Shardy by default, GSPMD on
 //! request), so one compiled executable serves every seed and each device computes only its
-//! shard. Random ops are lowered as JAX lowers them (RNG_SPEC.md §8), so XLA makes the same
+//! shard. Random ops are lowered as JAX lowers them (docs/RNG_SPEC.md §8), so XLA makes the same
 //! rewrites it makes for `jax.jit` and the bits equal JAX's.
 //!
 //! The text is assembled here and parsed, verified and printed by MLIR through melior

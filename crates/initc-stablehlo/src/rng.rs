@@ -1,5 +1,5 @@
 //! `jax.random` as StableHLO, one private function per (distribution, dtype, shape), spelled
-//! the way JAX lowers it (RNG_SPEC.md §8): iota-derived u64 counters split into hi/lo u32
+//! the way JAX lowers it (docs/RNG_SPEC.md §8): iota-derived u64 counters split into hi/lo u32
 //! words, threefry2x32 as unrolled u32 ops, bits → floats, `chlo.erf_inv`. Per-parameter
 //! scalars (uniform bounds, truncated-normal `a`/`b`, clamp bounds) are operands, so
 //! identical layers share one function; they are constants at the call site, so after XLA
@@ -316,7 +316,7 @@ impl Funcs {
         })
     }
 
-    /// `@unit_DT_S(key)`: floats in [0, 1) from the mantissa bits (RNG_SPEC §4).
+    /// `@unit_DT_S(key)`: floats in [0, 1) from the mantissa bits (docs/RNG_SPEC.md §4).
     fn unit(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
         let name = format!("unit_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
@@ -427,7 +427,7 @@ impl Funcs {
         b.ew("chlo.erf_inv", &[&u])
     }
 
-    /// `@truncated_normal_DT_S(key, a, scale, clamp_lo, clamp_hi)` (RNG_SPEC §6, host bounds).
+    /// `@truncated_normal_DT_S(key, a, scale, clamp_lo, clamp_hi)` (docs/RNG_SPEC.md §6, host bounds).
     pub fn truncated_normal(&mut self, dt: DType, shape: &[u64]) -> String {
         let out = tensor(shape, elem(dt));
         let s = tensor(&[], elem(dt));
