@@ -3,6 +3,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
+use crate::create::ClientOptions;
 use crate::error::PjrtError;
 use crate::options::CompileOptions;
 use crate::plugin::{str_of, Plugin};
@@ -102,9 +103,21 @@ impl ElementType {
 }
 
 impl Client {
-    /// Creates a client on `plugin` with default options.
+    /// Creates a client on `plugin` with [`ClientOptions::sharing`] (no preallocation, so
+    /// torch or JAX in the same process keep their memory), where the plugin knows them.
     pub fn new(plugin: Arc<Plugin>) -> Result<Client, PjrtError> {
+        let file = plugin.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let opts = ClientOptions::sharing().for_plugin(&file);
+        Self::with_options(plugin, &opts)
+    }
+
+    /// Creates a client on `plugin` with `opts` passed as its create options as they are.
+    pub fn with_options(plugin: Arc<Plugin>, opts: &ClientOptions) -> Result<Client, PjrtError> {
+        opts.validate().map_err(|e| PjrtError::Usage(format!("client options: {e}")))?;
+        let named = opts.named_values();
         let mut a = sys::ClientCreateArgs::new();
+        a.create_options = if named.is_empty() { std::ptr::null() } else { named.as_ptr() };
+        a.num_options = named.len();
         plugin.call::<sys::ClientCreate>(&mut a)?;
         let inner = Arc::new(ClientInner { plugin, raw: a.client });
         let devices = Self::addressable_devices(&inner)?;

@@ -10,12 +10,14 @@
 //! ([`CompileOptions`]), serialized with prost from `proto/xla_compile_options.proto`.
 
 mod client;
+mod create;
 mod discover;
 mod error;
 mod options;
 mod plugin;
 mod sys;
 
+pub use create::ClientOptions;
 pub use client::{Buffer, Client, Device, ElementType, Executable, MemoryStats, Upload};
 pub use discover::{discover, Discovery, PluginSource, ENV_VAR};
 pub use error::{ErrorCode, PjrtError};
