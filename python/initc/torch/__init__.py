@@ -134,9 +134,17 @@ def _global_meta(model: nn.Module):
 
 
 def _named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor, bool]]:
-    """(fqn, tensor, is_param) of the state dict (parameters and persistent buffers), in order."""
-    params = {id(p) for p in model.parameters()}
-    return [(k, v, id(v) in params) for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)]
+    """(fqn, tensor, is_param) of every parameter, then every persistent buffer, with tied
+    names repeated. Module FQNs, not ``state_dict()`` (whose hooks may rename or split tensors:
+    torchtitan 0.3.0 presents the fused ``wqkv`` as ``wq``/``wk``/``wv`` slices)."""
+    out = [(k, v, True) for k, v in model.named_parameters(remove_duplicate=False)]
+    for mn, m in model.named_modules(remove_duplicate=False):
+        skip = getattr(m, "_non_persistent_buffers_set", set())
+        for k, v in m._buffers.items():
+            if v is not None and k not in skip:
+                out.append((f"{mn}.{k}" if mn else k, v, False))
+    seen: set[str] = set()
+    return [x for x in out if not (x[0] in seen or seen.add(x[0]))]
 
 
 def _ident(t: torch.Tensor):

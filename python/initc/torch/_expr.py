@@ -157,10 +157,10 @@ def broadcast_to(x: E, shape: Sequence[int]) -> E:
     return E("broadcast", (x,), {"dims": tuple(range(lead, len(shape)))}, shape, x.dtype)
 
 
-def op(name: str, args: Sequence[E], shape: Sequence[int], dtype: str, **attrs: Any) -> E:
+def op(kind: str, args: Sequence[E], shape: Sequence[int], dtype: str, /, **attrs: Any) -> E:
     """An elementwise IR op (``unary``/``binary``/``compare``/``select``) over same-shaped args."""
     bad = _propagate(args, shape, dtype)
-    return bad if bad is not None else E(name, args, attrs, shape, dtype)
+    return bad if bad is not None else E(kind, args, attrs, shape, dtype)
 
 
 # ---- views: reading and writing an (offset, sizes, strides) view of a storage's value ----
