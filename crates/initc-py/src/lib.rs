@@ -265,6 +265,16 @@ impl Program {
         Ok(Program { m: Arc::new(initc_proto::decode(data).map_err(err)?) })
     }
 
+    /// Traces a model.toml (`source` is its text; `path` names it in errors and gives the
+    /// default model name), unsharded.
+    #[staticmethod]
+    #[pyo3(signature = (source, path = "model.toml"))]
+    fn from_toml(source: &str, path: &str) -> PyResult<Program> {
+        let stem = std::path::Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        let t = initc_frontend::trace_toml(path, source, stem).map_err(err)?;
+        Ok(Program { m: Arc::new(t.module) })
+    }
+
     /// Writes protobuf for `.pb`, text IR otherwise.
     fn save(&self, path: &str) -> PyResult<()> {
         let bytes = if is_proto(path) { initc_proto::encode(&self.m) } else { self.m.to_string().into_bytes() };
