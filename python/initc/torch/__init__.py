@@ -91,7 +91,7 @@ class TorchProgram:
 
 
 def _default_init(model: nn.Module) -> None:
-    for name in ("init_states", "init_weights"):
+    for name in ("init_states", "initialize_weights", "init_weights"):
         f = getattr(model, name, None)
         if callable(f):
             f()
@@ -164,7 +164,8 @@ def trace(
     ``model`` is a module whose parameters are on the meta device (plain or DTensor, e.g. after
     ``fully_shard``/``parallelize_module``), or a constructor called under the capture (its
     module is then :attr:`TorchProgram.module`). ``init_fn(model)`` is run under the capture too;
-    by default, for a module: ``init_states()`` (torchtitan), else ``init_weights()``, else every
+    by default, for a module: ``init_states()`` (torchtitan), else ``initialize_weights()``
+    (Hugging Face; its ``init_weights()`` skips init on meta), else ``init_weights()``, else every
     submodule's ``reset_parameters()``; for a constructor: nothing more.
     """
     ctor = None
@@ -362,6 +363,9 @@ def _torch_buffers(model: nn.Module, tp: TorchProgram, named: dict[str, torch.Te
         return a.get("tensor")
 
     if tp.init_fn is not None and tp.constructor is None:
+        # Hugging Face marks modules initialized after the first init and then skips them
+        for m in model.modules():
+            m.__dict__.pop("_is_hf_initialized", None)
         with torch.no_grad(), C.InitHooks(skip), _SkipMode(keys, ids):
             tp.init_fn(model)
     elif tp.constructor is not None:
