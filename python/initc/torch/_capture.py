@@ -50,7 +50,7 @@ def user_site() -> str:
     f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
-        if not fn.startswith(_PKG_DIRS) and not fn.startswith("<frozen"):
+        if not fn.startswith(_PKG_DIRS) and not fn.startswith(("<frozen", "<initc")):
             return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return "<unknown>"
@@ -507,6 +507,16 @@ def _mutated(func, args, kwargs) -> list[torch.Tensor]:
     return outs
 
 
+def _leaves_meta(name: str, args, kwargs) -> bool:
+    """Whether an op copies a meta tensor's values to a real device (they do not exist)."""
+    if name == "_to_copy":
+        dev = kwargs.get("device")
+        return dev is not None and torch.device(dev).type != "meta" and args[0].device.type == "meta"
+    if name in ("copy_", "_copy_from") and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        return args[0].device.type != "meta" and args[1].device.type == "meta"
+    return False
+
+
 class CaptureMode(TorchDispatchMode):
     """Runs every op on meta and records its value (see the module docs)."""
 
@@ -522,6 +532,10 @@ class CaptureMode(TorchDispatchMode):
             tensors = [t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)]
             about = f" of {self.cap.describe(tensors[0])}" if tensors else ""
             raise DataDependentError(f"{_DATA_DEPENDENT[base]}{about} needs a tensor's value while tracing; initc records init code without running it", user_site())
+        if _leaves_meta(name, args, kwargs):
+            tensors = [t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor) and t.device.type == "meta"]
+            about = f" of {self.cap.describe(tensors[0])}" if tensors else ""
+            raise DataDependentError(f"copying values{about} off the meta device (`.tolist()`, `.cpu()`, `.numpy()`) needs a tensor's value while tracing; initc records init code without running it", user_site())
         if base in _RANDOM_UNSUPPORTED:
             raise _unsupported(self, func, args, "no initc distribution for it: use normal_/uniform_ or an nn.init function")
         if func.is_view or name in ("detach", "alias", "lift_fresh", "set_") or base in ("_has_compatible_shallow_copy_type",):
