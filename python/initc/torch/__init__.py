@@ -179,7 +179,7 @@ def trace(
                 if t.device.type != "meta":
                     raise CaptureError(f"`{n}` is on {t.device}, not meta: build the model under `with torch.device('meta'):` before tracing it")
             _run(cap, lambda: (init_fn or _default_init)(model))
-            prog = _lower(cap, model, name or type(model).__name__, seed, rng)
+            prog = _lower(cap, model, name or _model_name(model), seed, rng)
     else:
         built: list[nn.Module] = []
 
@@ -192,11 +192,17 @@ def trace(
         model = built[0]
         if not isinstance(model, nn.Module):
             raise CaptureError(f"the constructor returned {type(model).__name__}, not an nn.Module")
-        prog = _lower(cap, model, name or type(model).__name__, seed, rng)
+        prog = _lower(cap, model, name or _model_name(model), seed, rng)
         prog.module = model
     prog.init_fn = init_fn if ctor is not None else (init_fn or _default_init)
     prog.constructor = ctor
     return prog
+
+
+def _model_name(model: nn.Module) -> str:
+    """The module's class name; FSDP2's ``FSDP<Name>`` wrapper class is not the model's."""
+    cls = next((c for c in type(model).__mro__ if not c.__module__.startswith("torch.distributed")), type(model))
+    return cls.__name__
 
 
 def _run(cap: C.Capture, fn: Callable[[], Any]) -> None:
@@ -278,7 +284,7 @@ def _local_region(t) -> tuple[torch.Tensor, list[int], list[int]]:
 
     for p in t.placements:
         if not isinstance(p, (Shard, Replicate)) or type(p) not in (Shard, Replicate):
-            raise ShardingError(f"placement {p} of a {tuple(t.shape)} DTensor: initc fills Shard(d) and Replicate placements (Partial and strided shards are not one rectangle)")
+            raise ShardingError(f"placement {p!r} of a {tuple(t.shape)} DTensor: initc fills Shard(d) and Replicate placements (Partial and strided shards are not one rectangle)")
     local = t._local_tensor
     shape, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
     if tuple(local.shape) != tuple(shape):
