@@ -102,6 +102,11 @@ def test_saved_program_runs_in_the_cli(tmp_path, initc_cli):
         assert_same_bits(state[f], t, f)
     txt = subprocess.run([initc_cli, "trace", str(tmp_path / "m.pb"), "--format", "json"], check=True, capture_output=True, text=True).stdout
     assert json.loads(txt)["num_tensors"] == len(prog.params)
+    pb = str(tmp_path / "m.pb")
+    for args in (["lower", pb, "-o", str(tmp_path / "m.mlir")], ["plan", pb, "--mesh", "fsdp=2", "--rules", "fsdp"], ["verify", pb, "--mesh", "fsdp=2", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp", "--uneven", "pad"]):
+        r = subprocess.run([initc_cli, *args], capture_output=True, text=True)
+        assert r.returncode == 0, (args, r.stderr)
+    assert "func.func public @main" in (tmp_path / "m.mlir").read_text()
 
 
 def ks_and_std(a: torch.Tensor, b: torch.Tensor):
