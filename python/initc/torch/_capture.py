@@ -496,14 +496,19 @@ def _opname(func) -> str:
     return f"aten.{func.overloadpacket.__name__}"
 
 
+_WRITES: dict[Any, tuple] = {}
+
+
 def _mutated(func, args, kwargs) -> list[torch.Tensor]:
     """The tensors an op writes in place (`self` of `mul_`, `out=`)."""
+    w = _WRITES.get(func)
+    if w is None:
+        w = _WRITES[func] = tuple((i, a.name, a.kwarg_only) for i, a in enumerate(func._schema.arguments) if a.alias_info is not None and a.alias_info.is_write)
     outs = []
-    for i, a in enumerate(func._schema.arguments):
-        if a.alias_info is not None and a.alias_info.is_write:
-            v = kwargs.get(a.name) if a.kwarg_only or i >= len(args) else args[i]
-            if isinstance(v, torch.Tensor):
-                outs.append(v)
+    for i, name, kwarg_only in w:
+        v = kwargs.get(name) if kwarg_only or i >= len(args) else args[i]
+        if isinstance(v, torch.Tensor):
+            outs.append(v)
     return outs
 
 
