@@ -309,8 +309,12 @@ def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | N
     if buffers and tp.torch_buffers:
         _torch_buffers(model, tp, named)
     for fqn, dt, shape, _ in prog.params:
+        done: list[torch.Tensor] = []
         for name in [fqn] + tp.aliases.get(fqn, []):
             t = named.get(name)
+            if any(t is d for d in done):
+                continue  # a tied alias: the same tensor, already filled
+            done.append(t)
             if t is None:
                 raise InitcError(f"the model has no parameter or buffer `{name}` (the program has it)")
             if tuple(t.shape) != tuple(shape) or t.dtype != _TORCH_DTYPE[dt]:
