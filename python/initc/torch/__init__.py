@@ -206,7 +206,7 @@ def _model_name(model: nn.Module) -> str:
 
 
 def _run(cap: C.Capture, fn: Callable[[], Any]) -> None:
-    with torch.device("meta"), torch.no_grad(), C.InitHooks(C.init_hook(cap)), C.CaptureMode(cap):
+    with torch.device("meta"), torch.no_grad(), C.Literals(cap), C.InitHooks(C.init_hook(cap)), C.CaptureMode(cap):
         fn()
 
 

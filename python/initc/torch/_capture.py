@@ -578,6 +578,27 @@ class CaptureMode(TorchDispatchMode):
         raise _unsupported(self, func, args, "an op with several outputs")
 
 
+class Literals(torch.overrides.TorchFunctionMode):
+    """``torch.tensor(data)`` / ``torch.as_tensor(data)`` under the meta device would drop the
+    data: built on the CPU instead, they become a literal of the program (small ones only)."""
+
+    def __init__(self, cap: Capture):
+        super().__init__()
+        self.cap = cap
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.tensor, torch.as_tensor) and args and not isinstance(args[0], torch.Tensor):
+            dev = kwargs.get("device")
+            if dev is None or torch.device(dev).type == "meta":
+                cpu = func(*args, **{**kwargs, "device": "cpu"})
+                with torch._C._DisableTorchDispatch():
+                    out = torch.empty(cpu.shape, dtype=cpu.dtype, device="meta")
+                self.cap.stores[storage_key(out)] = Store(self.cap._constant(cpu), out)
+                return out
+        return func(*args, **kwargs)
+
+
 # ---- torch.nn.init: captured whole, as initc initializers ----
 
 _INIT_FUNCS = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_"]
