@@ -69,6 +69,12 @@ def bernoulli(m):
     m.w.bernoulli_(0.5)  # <- bernoulli
 
 
+def advanced_index(m):
+    m.b.zero_()
+    m.w.zero_()
+    m.w[[0, 2]] = torch.ones(2, 4)  # <- index_put
+
+
 def never(m):
     nn.init.ones_(m.w)
 
@@ -90,6 +96,7 @@ GOLDEN = {
     sin: (it.UnsupportedOpError, "parameter `w`: its value comes from `aten.sin_`, which initc does not support\n  at {sin}"),
     orthogonal: (it.UnsupportedInitError, "torch.nn.init.orthogonal_ on `w` needs a QR decomposition, which initc has no op for; use another initializer for it\n  at {orthogonal}"),
     bernoulli: (it.UnsupportedOpError, "`aten.bernoulli_` on `w` is not supported by initc (no initc distribution for it: use normal_/uniform_ or an nn.init function)\n  at {bernoulli}"),
+    advanced_index: (it.UnsupportedOpError, "parameter `w`: its value comes from `aten.index_put_`, which initc does not support\n  at {index_put}"),
     never: (it.UninitializedError, "parameter `b` is not (fully) written by the init code: it still holds memory from `b` before the capture"),
     partial: (it.UninitializedError, "parameter `b` is not (fully) written by the init code: it still holds memory from `b` before the capture"),
     empty_temp: (it.UninitializedError, "parameter `b` is not (fully) written by the init code: it still holds memory from torch.empty at {empty}"),

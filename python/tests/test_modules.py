@@ -187,3 +187,24 @@ def test_raw_bf16_draw_is_f32_then_rounded():
     model = it.materialize(prog.module, prog, seed=0)
     want = jax.jit(lambda k: (jax.random.normal(k, (64, 64), jnp.float32) * 0.02).astype(jnp.bfloat16))(key(0, "w"))
     np.testing.assert_array_equal(model.w.detach().view(torch.int16).numpy(), np.asarray(want).view(np.int16))
+
+
+class Literal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(2, 3))
+        self.v = nn.Parameter(torch.empty(3))
+
+    def init_weights(self):
+        self.w.copy_(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]) * 0.5)
+        self.v.uniform_(-3, 3).clamp_(-1, 1).div_(2.0)
+
+
+def test_literals_and_chained_in_place_ops():
+    with torch.device("meta"):
+        model = Literal()
+    prog = it.trace(model)
+    it.materialize(model, prog, seed=9)
+    assert model.w.tolist() == [[0.5, 1.0, 1.5], [2.0, 2.5, 3.0]]
+    want = jax.jit(lambda k: jnp.clip(jax.random.uniform(k, (3,), jnp.float32, -3.0, 3.0), -1.0, 1.0) / 2.0)(key(9, "v"))
+    np.testing.assert_array_equal(model.v.detach().numpy(), np.asarray(want))
