@@ -52,8 +52,19 @@ def gain(nonlinearity, a):
             "selu": 3.0 / 4, "leaky_relu": math.sqrt(2.0 / (1 + a ** 2))}[nonlinearity]
 
 
+NORMAL_REACH = 6.0  # no f32 normal draw exceeds it: a truncation beyond it on both sides is vacuous
+
+
 def expr(init, shape, dtype):
-    """The JAX expression (a function of the key) for an initializer string of the manifest."""
+    """The JAX expression (a function of the key) for an initializer string of the manifest.
+
+    README "Distribution contract": a 16-bit parameter's random initializer is the f32 expression
+    rounded once, `expr(f32).astype(dtype)`; a truncated normal with vacuous bounds is the normal.
+    """
+    name, _ = parse_init(init)
+    if dtype != jnp.float32 and name not in ("zeros", "ones", "constant"):
+        f = expr(init, shape, jnp.float32)
+        return lambda k: f(k).astype(dtype)
     name, a = parse_init(init)
     def affine(z, mean, std):
         z = z if std == 1.0 else z * std
@@ -67,7 +78,14 @@ def expr(init, shape, dtype):
         return lambda k: jax.random.uniform(k, shape, dtype, a["a"], a["b"])
     if name == "trunc_normal":
         lo, hi = (a["a"] - a["mean"]) / a["std"], (a["b"] - a["mean"]) / a["std"]
+        if lo <= -NORMAL_REACH and hi >= NORMAL_REACH:
+            return lambda k: affine(jax.random.normal(k, shape, dtype), a["mean"], a["std"])
         return lambda k: affine(jax.random.truncated_normal(k, lo, hi, shape, dtype), a["mean"], a["std"])
+    if name == "flax_truncated_normal":
+        lo, hi = a["lower"], a["upper"]
+        if lo <= -NORMAL_REACH and hi >= NORMAL_REACH:
+            return lambda k: jax.random.normal(k, shape, dtype) * a["stddev"]
+        return lambda k: jax.random.truncated_normal(k, lo, hi, shape, dtype) * a["stddev"]
     if name in ("kaiming_uniform", "kaiming_normal"):
         fi, fo = torch_fans(shape)
         std = gain(a["nonlinearity"], a["a"]) / math.sqrt(fi if a["mode"] == "fan_in" else fo)

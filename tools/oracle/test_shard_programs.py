@@ -29,6 +29,9 @@ CASES = [
     ("llama3_tiny", {"dtype": "bf16", "n_layers": 5}, ["--rng", "jax", "--mesh", "tp=2", "--rules", "tp"], 3),
     ("gpt2_tiny", {}, ["--rng", "fast", "--mesh", "fsdp=2,tp=4", "--rules", "fsdp+tp", "--uneven", "pad"], 11),
     ("llama3_tiny", {"n_layers": 9}, ["--rng", "fast", "--batch", "1"], 5),
+    # JAX's own 16-bit draws (an IR a frontend writes for `jax.random.*(..., dtype=bfloat16)`;
+    # initializers never emit them): fast mode's 7-bit lanes and their pair tables
+    ("llama3_tiny", {"jax16": True, "n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 7),
 ]
 
 
@@ -40,6 +43,8 @@ def initc(*args):
 def model_file(tmp, example, overrides):
     text = open(os.path.join(ROOT, "examples", f"{example}.toml")).read()
     for key, value in overrides.items():
+        if key == "jax16":
+            continue
         if key == "dtype":
             text = text.replace("[model]\n", f'[model]\ndtype = "{value}"\n', 1)
         else:
@@ -47,6 +52,11 @@ def model_file(tmp, example, overrides):
             text = "\n".join(lines) + "\n"
     path = os.path.join(tmp, f"{example}-{len(os.listdir(tmp))}.toml")
     open(path, "w").write(text)
+    if overrides.get("jax16"):
+        # the f32 model's IR with every f32 type bf16: draws are JAX 16-bit draws
+        ir = initc("trace", path).decode().replace("f32[", "bf16[")
+        path = path[:-len(".toml")] + ".txt"
+        open(path, "w").write(ir)
     return path
 
 

@@ -99,7 +99,16 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
 }
 
 /// The 8B-shaped llama with `n_layers` layers in `dtype` and RNG `mode`, planned for one device.
+/// `dtype = "jax16"` is the bf16 model written with JAX's own 16-bit draws (`normal : bf16[..]`,
+/// the IR of a frontend reproducing `jax.random.*(..., dtype=bfloat16)`): the f32 IR with every
+/// f32 type made bf16. Initializers never emit such draws (they draw in f32 and convert).
 fn llama_plan(n_layers: u32, dtype: &str, mode: &str) -> (initc_ir::Module, DevicePlan) {
+    if dtype == "jax16" {
+        let (m, _) = llama_plan(n_layers, "f32", mode);
+        let m = initc_ir::parse(&m.to_string().replace("f32[", "bf16[")).unwrap();
+        let plan = DevicePlan::new(&m, &[0]).unwrap();
+        return (m, plan);
+    }
     let src = format!("[model]\npreset = \"llama3\"\ndtype = \"{dtype}\"\ndim = 4096\nn_layers = {n_layers}\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 7\nmode = \"{mode}\"\n");
     let m = initc_frontend::trace_toml("llama", &src, "llama.toml").unwrap().sharded("llama.toml", &src).unwrap();
     let plan = DevicePlan::new(&m, &[0]).unwrap();
@@ -108,10 +117,10 @@ fn llama_plan(n_layers: u32, dtype: &str, mode: &str) -> (initc_ir::Module, Devi
 
 #[test]
 fn bf16_launches_share_a_few_pair_tables() {
-    // fast-mode bf16: each launch takes one table (its draw's pair table with `* std` applied);
+    // fast-mode JAX 16-bit draws: each launch takes one table (its draw's pair table with `* std` applied);
     // equal specs mean equal tables, and the 32 layers need far fewer tables than launches
     // (one upload per distinct spec)
-    let (m, plan) = llama_plan(32, "bf16", "fast");
+    let (m, plan) = llama_plan(32, "jax16", "fast");
     let ev = initc_cpu::Evaluator::new(&m, m.seed);
     let mut tables: std::collections::HashMap<initc_device::TableSpec, Vec<u32>> = std::collections::HashMap::new();
     let mut uses = 0;
@@ -128,10 +137,10 @@ fn bf16_launches_share_a_few_pair_tables() {
 
 #[test]
 fn a_bf16_chain_is_one_lookup_in_its_table() {
-    // `truncated_normal * std` in fast bf16: the program's only argument besides its static
+    // `normal * std` of a JAX 16-bit draw in fast mode: the program's only argument besides its static
     // words is the chain's table, and element 2g + j of the CPU engine's parameter is half j of
     // table[y0 & 0x3FFF], y0 the first word of group g's threefry block under the param's key
-    let (m, plan) = llama_plan(2, "bf16", "fast");
+    let (m, plan) = llama_plan(2, "jax16", "fast");
     let ev = initc_cpu::Evaluator::new(&m, m.seed);
     let mut chains = 0;
     for l in &plan.devices[0].launches {
@@ -170,7 +179,7 @@ fn launch_scalars_reach_the_kernel_unchanged() {
     // (~2 us a launch), so in random programs every rank-0 value is a reshape or same-width
     // bitcast of a static word (constant fills are one kernel either way: the XLA dump shows
     // the scalar's convert fused into the fill)
-    for (dtype, mode) in [("bf16", "fast"), ("f32", "fast"), ("f32", "jax")] {
+    for (dtype, mode) in [("bf16", "fast"), ("jax16", "fast"), ("f32", "fast"), ("f32", "jax"), ("bf16", "jax")] {
         let (_, plan) = llama_plan(2, dtype, mode);
         let random: Vec<_> = plan.programs.iter().filter(|p| p.slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_)))).collect();
         assert!(random.len() >= 5, "{dtype} {mode}: {} random programs", random.len());

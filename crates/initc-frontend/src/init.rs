@@ -1,10 +1,23 @@
-//! The initializer library. Every initializer is a JAX expression (INIT_CONTRACT): scalars
-//! (bounds, std, gains, fans) are computed in f64 on the host exactly as PyTorch's
-//! `torch.nn.init` / Flax compute them, and become constants cast to the parameter's dtype.
+//! The initializer library. Every initializer is a JAX expression (README "Key derivation" and
+//! "Distribution contract"): scalars (bounds, std, gains, fans) are computed in f64 on the host
+//! exactly as PyTorch's `torch.nn.init` / Flax compute them.
+//!
+//! The distribution contract: an initializer has, in every dtype, the distribution its name
+//! promises. So a 16-bit (bf16/f16) parameter is computed in f32 — the draw, the affine, Flax's
+//! variance arithmetic — and rounded to its dtype once, at the end (`convert`, round to nearest
+//! even): `(jax.random.normal(key, shape, jnp.float32) * std).astype(jnp.bfloat16)`. JAX's own
+//! 16-bit transforms (a draw op whose result type is bf16/f16) take 7 or 10 random bits per
+//! element and are never emitted here; they stay in the IR only for frontends that reproduce
+//! user code which itself calls `jax.random.*(..., dtype=jnp.bfloat16)`.
+//!
+//! A truncated normal whose standardized bounds both lie beyond [`NORMAL_REACH`] is the
+//! normal: no f32 normal draw reaches them, so the clamp is the identity, and JAX's inverse-CDF
+//! truncated normal would instead put mass 2^-23 on the lower bound itself (−100σ for
+//! torchtitan's `trunc_normal_(std=0.02, a=-2, b=2)`).
 
 use std::fmt::Write;
 
-use initc_ir::{BinaryOp, Type, UnaryOp};
+use initc_ir::{BinaryOp, DType, Type, UnaryOp};
 
 use crate::tracer::{Tensor, TraceError, Tracer};
 
@@ -69,6 +82,17 @@ pub enum Init {
 /// std of a standard normal truncated to (-2, 2); Flax divides by it.
 const TRUNC_STD_2: f64 = 0.87962566103423978;
 
+/// No f32 normal draw exceeds this magnitude: JAX mode's inverse-CDF normal stays within
+/// ±5.42 (its uniform is at least `nextafter(-1, 0)` and below 1 − 2^-23), fast mode's
+/// Box-Muller within ±5.77 (`sqrt(-2 ln 2^-24)`). A truncated normal with both standardized
+/// bounds at or beyond ±6 is therefore drawn as the normal (its clamp would be the identity).
+pub const NORMAL_REACH: f64 = 6.0;
+
+/// Whether standardized bounds `[lower, upper]` contain every f32 normal draw.
+pub fn vacuous_bounds(lower: f64, upper: f64) -> bool {
+    lower <= -NORMAL_REACH && upper >= NORMAL_REACH
+}
+
 impl Init {
     pub const ZEROS: Init = Init::Constant(0.0);
     pub const ONES: Init = Init::Constant(1.0);
@@ -123,13 +147,26 @@ impl Init {
         s
     }
 
-    /// Emits the JAX expression of this initializer for a parameter of type `ty`.
+    /// Emits the JAX expression of this initializer for a parameter of type `ty`. A 16-bit
+    /// parameter's random initializer is computed in f32 and converted once at the end (the
+    /// module docs); constants are cast from f64 straight to the dtype (`jnp.full`).
     pub(crate) fn lower(&self, t: &mut Tracer, fqn: &str, ty: &Type, key: Option<Tensor>) -> Result<Tensor, TraceError> {
-        let mut key_of = |t: &mut Tracer| -> Result<Tensor, TraceError> { key.map_or_else(|| t.param_key(fqn), Ok) };
-        let bad = |reason: String| TraceError::BadInit { fqn: fqn.to_string(), reason };
         if !ty.dtype.is_float() && !matches!(self, Init::Constant(_)) {
+            let bad = |reason: String| TraceError::BadInit { fqn: fqn.to_string(), reason };
             return Err(bad(format!("{} needs a float dtype, not {}", self.describe(), ty.dtype)));
         }
+        if matches!(ty.dtype, DType::BF16 | DType::F16) && !matches!(self, Init::Constant(_)) {
+            let wide = ty.with_dtype(DType::F32);
+            let x = self.lower_in(t, fqn, &wide, key)?;
+            return if t.ty(x).dtype == DType::F32 { t.convert(x, ty.dtype) } else { Ok(x) };
+        }
+        self.lower_in(t, fqn, ty, key)
+    }
+
+    /// The initializer's expression computed in `ty` itself.
+    fn lower_in(&self, t: &mut Tracer, fqn: &str, ty: &Type, key: Option<Tensor>) -> Result<Tensor, TraceError> {
+        let mut key_of = |t: &mut Tracer| -> Result<Tensor, TraceError> { key.map_or_else(|| t.param_key(fqn), Ok) };
+        let bad = |reason: String| TraceError::BadInit { fqn: fqn.to_string(), reason };
         match *self {
             Init::Constant(v) => t.full(ty, v),
             Init::Uniform { a, b } => uniform(t, fqn, ty, a, b, &mut key_of),
@@ -139,7 +176,7 @@ impl Init {
                     return Err(bad(format!("trunc_normal needs std > 0 and a < b, got std={std:?}, a={a:?}, b={b:?}")));
                 }
                 let key = key_of(t)?;
-                let z = t.truncated_normal(key, ty, (a - mean) / std, (b - mean) / std)?;
+                let z = truncated_normal(t, key, ty, (a - mean) / std, (b - mean) / std)?;
                 affine(t, z, mean, std)
             }
             Init::XavierUniform { gain } | Init::XavierNormal { gain } => {
@@ -184,7 +221,7 @@ impl Init {
                     return Err(bad(format!("lower {lower:?} must be below upper {upper:?}")));
                 }
                 let key = key_of(t)?;
-                let z = t.truncated_normal(key, ty, lower, upper)?;
+                let z = truncated_normal(t, key, ty, lower, upper)?;
                 t.mul_scalar(z, stddev)
             }
         }
@@ -298,6 +335,12 @@ fn normal(t: &mut Tracer, fqn: &str, ty: &Type, mean: f64, std: f64, key_of: Key
     let key = key_of(t)?;
     let z = t.normal(key, ty)?;
     affine(t, z, mean, std)
+}
+
+/// `jax.random.truncated_normal(key, lower, upper)`, or `jax.random.normal(key)` when the bounds
+/// are vacuous ([`vacuous_bounds`]).
+fn truncated_normal(t: &mut Tracer, key: Tensor, ty: &Type, lower: f64, upper: f64) -> Result<Tensor, TraceError> {
+    if vacuous_bounds(lower, upper) { t.normal(key, ty) } else { t.truncated_normal(key, ty, lower, upper) }
 }
 
 /// `z * std + mean`, dropping `* 1` and `+ 0` (INIT_CONTRACT).

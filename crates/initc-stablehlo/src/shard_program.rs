@@ -196,9 +196,10 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
 /// Fast mode feeds `L` consecutive elements from one threefry block (`L = 64 / w` for width
 /// `w`, 2 for bf16 draws: [`initc_rng::bf16_draw_bits`]); a shard program computes a
 /// parameter in groups of `L` (one block, `L` results, one store of `L * w` bits) when every
-/// random op in its program draws at the parameter's width with the same `L`, and the last
-/// dimension of the array, of the shard and of the shard's offset are multiples of `L` (so no
-/// group straddles shards). Returns `L`, or 1 for the element-wise form.
+/// random op in its program has the same `L` (its own width's: a bf16 parameter drawn in f32 and
+/// converted packs 2 lanes of the f32 draw into one 32-bit store), the `L` results fit one
+/// 64-bit word, and the last dimension of the array, of the shard and of the shard's offset are
+/// multiples of `L` (so no group straddles shards). Returns `L`, or 1 for the element-wise form.
 fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
     let p = &m.params[param];
     let dt = p.ty.dtype;
@@ -209,14 +210,13 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
     let mut lanes = None;
     for v in cone(m, p.value) {
         let n = m.node(v);
-        let w = n.ty.dtype.size_bytes() as u32 * 8;
-        let (w, l) = match n.op {
-            Op::RandomBits { width: w, .. } => (u32::from(w), initc_rng::fast_lanes(w.into())),
-            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if n.ty.dtype == DType::BF16 => (w, initc_rng::BF16_DRAW_LANES),
-            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => (w, initc_rng::fast_lanes(w)),
+        let l = match n.op {
+            Op::RandomBits { width: w, .. } => initc_rng::fast_lanes(w.into()),
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if n.ty.dtype == DType::BF16 => initc_rng::BF16_DRAW_LANES,
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => initc_rng::fast_lanes(8 * n.ty.dtype.size_bytes() as u32),
             _ => continue,
         };
-        if w != width || lanes.is_some_and(|x| x != l) {
+        if lanes.is_some_and(|x| x != l) || l * u64::from(width) > 64 {
             return 1;
         }
         lanes = Some(l);

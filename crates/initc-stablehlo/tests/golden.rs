@@ -55,7 +55,7 @@ fn main_signature_locations_and_shardings() {
     assert!(text.contains("tensor<256x256xf32> {sdy.sharding = #sdy.sharding<@mesh, [{\"tp\", \"fsdp\"}, {}]>}"), "{text}");
     assert!(text.contains("loc(\"layers.1.feed_forward.w2.weight\")"), "FQN locations");
     // One private function per (distribution, dtype, shape), shared by identical layers.
-    assert_eq!(text.matches("func.func private @truncated_normal_f32_256x256(").count(), 1);
+    assert_eq!(text.matches("func.func private @normal_f32_256x256(").count(), 1);
     assert!(!text.contains("stablehlo.rng"), "no implementation-defined RNG ops");
     // Unsharded: one partition, no mesh, no sharding attributes.
     let plain = lower(&traced("llama3_tiny"), &Options::default()).unwrap().text().unwrap();
@@ -96,10 +96,12 @@ fn uneven_shardy_is_refused_with_a_hint_and_gspmd_strings_follow_the_mesh() {
 
 #[test]
 fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
-    // a bf16 fast-mode program (static words and one table argument) run 3 times per execute
+    // a fast-mode program of a JAX 16-bit draw (static words and one table argument) run 3
+    // times per execute; the model is llama3_tiny with every f32 type made bf16
     let path = root().join("examples/llama3_tiny.toml");
-    let src = std::fs::read_to_string(&path).unwrap().replacen("[model]\n", "[model]\ndtype = \"bf16\"\n", 1);
-    let mut m = initc_frontend::trace_toml("llama3_tiny", &src, "llama3_tiny").unwrap().sharded("llama3_tiny", &src).unwrap();
+    let src = std::fs::read_to_string(&path).unwrap();
+    let m = initc_frontend::trace_toml("llama3_tiny", &src, "llama3_tiny").unwrap().sharded("llama3_tiny", &src).unwrap();
+    let mut m = initc_ir::parse(&m.to_string().replace("f32[", "bf16[")).unwrap();
     m.rng = initc_ir::RngMode::Fast;
     let p = m.params.iter().position(|p| p.fqn.ends_with("attention.wo.weight")).unwrap();
     let sp = initc_stablehlo::shard_program(&m, p, &initc_shard::Region::full(&m.params[p].ty.shape)).unwrap();
@@ -116,4 +118,20 @@ fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
     assert_eq!(initc_stablehlo::batch_groups(16, 4), vec![4, 4, 4, 4]);
     assert_eq!(initc_stablehlo::batch_groups(6, 4), vec![4, 2]);
     assert!(initc_stablehlo::batched_program("module {}", 2, 4).is_err());
+}
+
+#[test]
+fn fast_bf16_parameters_pack_two_f32_draws_per_threefry_block() {
+    // a bf16 parameter is an f32 draw converted: in fast mode its program still computes one
+    // threefry block per 2 elements (GroupBase(2)) and stores them as one 32-bit word
+    let path = root().join("examples/llama3_tiny.toml");
+    let src = std::fs::read_to_string(&path).unwrap().replacen("[model]\n", "[model]\ndtype = \"bf16\"\n", 1);
+    let mut m = initc_frontend::trace_toml("llama3_tiny", &src, "llama3_tiny").unwrap().sharded("llama3_tiny", &src).unwrap();
+    m.rng = initc_ir::RngMode::Fast;
+    for fqn in ["layers.0.attention.wo.weight", "output.weight", "tok_embeddings.weight"] {
+        let p = m.params.iter().position(|p| p.fqn == fqn).unwrap();
+        let sp = initc_stablehlo::shard_program(&m, p, &initc_shard::Region::full(&m.params[p].ty.shape)).unwrap();
+        assert_eq!(sp.slots[0], initc_stablehlo::Slot::GroupBase(2), "{fqn}: {:?}", sp.slots);
+        assert!(sp.text.contains("stablehlo.convert") && sp.text.contains("xui32>) -> tensor<"), "{fqn}");
+    }
 }
