@@ -21,9 +21,10 @@ from titan_models import tiny_config
 from torchtitan.models.llama3 import llama3_configs
 
 
-def preset(dim, n_heads, n_kv_heads, n_layers, vocab, multiple_of, tie=False):
+def preset(dim, n_heads, n_kv_heads, n_layers, vocab, multiple_of, tie=False, dtype="f32"):
     text = f"""[model]
 preset = "llama3"
+dtype = "{dtype}"
 torchtitan = "0.3.0"
 dim = {dim}
 n_layers = {n_layers}
@@ -68,6 +69,22 @@ def test_capture_equals_preset(case):
     # piece, and the other two stay
     w = state["layers.0.attention.qkv_linear.wqkv.weight"]
     assert w.shape[0] == (p[1] + 2 * p[2]) * (p[0] // p[1])
+
+
+def test_bf16_capture_equals_bf16_preset():
+    """16-bit parameters: torchtitan's inits on bf16 tensors (the fused q/k/v temporaries are
+    bf16 too) lower to the same f32-draw-then-round expressions as the preset's."""
+    model = build(tiny_config(n_kv_heads=2))
+    for p in model.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    prog = it.trace(model)
+    ref = preset(64, 8, 2, 2, 128, 32, dtype="bf16")
+    it.materialize(model, prog, seed=3)
+    for f, t in model.named_parameters():
+        assert t.dtype == torch.bfloat16
+        assert_same_bits(t, values(ref, f, seed=3), f)
+    w = model.layers["0"].attention.qkv_linear.wqkv.weight.float()
+    assert 0.019 < w.std().item() < 0.021 and torch.unique(w).numel() > 1000
 
 
 def test_rope_cache_is_computed_by_torch():
