@@ -208,3 +208,33 @@ def test_literals_and_chained_in_place_ops():
     assert model.w.tolist() == [[0.5, 1.0, 1.5], [2.0, 2.5, 3.0]]
     want = jax.jit(lambda k: jnp.clip(jax.random.uniform(k, (3,), jnp.float32, -3.0, 3.0), -1.0, 1.0) / 2.0)(key(9, "v"))
     np.testing.assert_array_equal(model.v.detach().numpy(), np.asarray(want))
+
+
+class Factories(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.empty(5))
+        self.b = nn.Parameter(torch.empty(4))
+        self.c = nn.Parameter(torch.empty(3))
+        self.d = nn.Parameter(torch.empty(2, 2))
+        self.e = nn.Parameter(torch.empty(3, 3))
+
+    def init_weights(self):
+        self.a.copy_(torch.arange(5))
+        self.b.copy_(torch.arange(2, 6))
+        self.c.copy_(torch.arange(1.0, 2.5, 0.5))
+        self.d.copy_(torch.full((2, 2), 7.0) + self.d.new_full((2, 2), 1.0))
+        self.d.add_(torch.ones(2, 2), alpha=3)
+        nn.init.eye_(self.e)
+        self.e.mul_(torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_factories_and_broadcasting():
+    with torch.device("meta"):
+        model = Factories()
+    it.materialize(model, it.trace(model))
+    assert model.a.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert model.b.tolist() == [2.0, 3.0, 4.0, 5.0]
+    assert model.c.tolist() == [1.0, 1.5, 2.0]
+    assert model.d.tolist() == [[11.0, 11.0], [11.0, 11.0]]
+    assert model.e.tolist() == [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]]

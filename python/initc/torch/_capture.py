@@ -166,7 +166,17 @@ def _compute_dtype(dt: str) -> str:
     return "f32" if dt in _HALF else dt
 
 
+class _Lit:
+    """An operand whose value is already computed (``alpha * other`` of ``add``)."""
+
+    def __init__(self, e: X.E):
+        self.e = e
+
+
 def _scalar_or_value(m: "CaptureMode", x: Any, shape, dtype: str) -> X.E:
+    """An operand at the op's shape and compute dtype: a tensor's value, or a scalar splat."""
+    if isinstance(x, _Lit):
+        return X.convert(X.broadcast_to(x.e, shape), dtype)
     if isinstance(x, torch.Tensor):
         v = m.cap.value(x)
         return X.convert(X.broadcast_to(v, shape), dtype)
@@ -205,22 +215,6 @@ def _mul_scalar(m, b, alpha, out):
         v = X.convert(X.broadcast_to(m.cap.value(b), tuple(out.shape)), cdt)
         return _Lit(X.op("binary", [v, X.full(v.shape, cdt, float(alpha))], v.shape, cdt, name="mul"))
     return b * alpha
-
-
-class _Lit:
-    """An already-computed operand value."""
-
-    def __init__(self, e: X.E):
-        self.e = e
-
-
-_orig_scalar_or_value = _scalar_or_value
-
-
-def _scalar_or_value(m, x, shape, dtype):  # noqa: F811 (extends the one above with _Lit)
-    if isinstance(x, _Lit):
-        return X.convert(X.broadcast_to(x.e, shape), dtype)
-    return _orig_scalar_or_value(m, x, shape, dtype)
 
 
 for _n, _ir in [("add", "add"), ("sub", "sub"), ("mul", "mul"), ("div", "div"), ("pow", "pow"), ("maximum", "max"), ("minimum", "min")]:
@@ -325,10 +319,9 @@ def _ones(m, func, args, kwargs, out):
 
 @_op("full", "new_full", "full_like")
 def _full(m, func, args, kwargs, out):
-    name = func.overloadpacket.__name__
-    v = args[1] if name in ("full", "full_like") else args[2] if len(args) > 2 else kwargs["fill_value"]
-    if name == "full" and len(args) < 2:
-        v = kwargs["fill_value"]
+    """``full(size, fill_value)``, ``new_full(self, size, fill_value)``, ``full_like(self, fill_value)``."""
+    pos = {"full": 1, "new_full": 2, "full_like": 1}[func.overloadpacket.__name__]
+    v = args[pos] if len(args) > pos else kwargs["fill_value"]
     return _scalar_or_value(m, v, tuple(out.shape), dtype_of(out))
 
 
@@ -344,15 +337,11 @@ def _empty(m, func, args, kwargs, out):
 
 @_op("arange")
 def _arange(m, func, args, kwargs, out):
+    """``arange.default(end)``, ``arange.start(start, end)``, ``arange.start_step(start, end, step)``."""
     n = out.shape[0]
-    a = [x for x in args]
-    start, step = 0, 1
-    if func.__name__ in ("arange.default", "arange.out") or len(a) == 1:
-        pass
-    elif len(a) == 2:
-        start = a[0]
-    else:
-        start, step = a[0], a[2]
+    ov = func._overloadname
+    start = args[0] if ov in ("start", "start_step", "start_out") else 0
+    step = (args[2] if len(args) > 2 else kwargs.get("step", 1)) if ov in ("start_step", "start_out") else 1
     odt = dtype_of(out)
     cdt = "f64" if odt in ("f32", "bf16", "f16", "f64") else odt
     i = X.E("iota", (), {"dim": 0}, (n,), cdt)
