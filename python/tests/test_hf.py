@@ -42,6 +42,16 @@ def test_gpt2_equals_preset_and_ties_lm_head():
         assert_same_bits(t, values(ref, f, seed=5), f)
 
 
+def test_a_program_loaded_from_a_file_fills_tied_weights(tmp_path):
+    model = on_meta(GPT2LMHeadModel, gpt2_cfg())
+    prog = it.trace(model)
+    prog.save(str(tmp_path / "gpt2.pb"))
+    model = on_meta(GPT2LMHeadModel, gpt2_cfg())
+    it.materialize(model, initc.Program.load(str(tmp_path / "gpt2.pb")), seed=5)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert_same_bits(model.lm_head.weight, values(prog.program, "transformer.wte.weight", seed=5))
+
+
 def test_llama_equals_preset_with_padding_row():
     model = on_meta(LlamaForCausalLM, llama_cfg(pad_token_id=3))
     prog = it.trace(model)

@@ -301,6 +301,8 @@ def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | N
     random ops and writes to program tensors skipped."""
     tp = program if isinstance(program, TorchProgram) else TorchProgram(program)
     prog = tp.program
+    aliases = _model_aliases(model, [f for f, *_ in prog.params], tp.aliases)
+    tp = TorchProgram(prog, aliases, tp.torch_buffers, tp.module, tp.init_fn, tp.constructor)
     if any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers())):
         model.to_empty(device="cpu")
     named = dict(model.named_parameters(remove_duplicate=False))
@@ -325,6 +327,20 @@ def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | N
             else:
                 fill_(t, prog, fqn, seed)
     return model
+
+
+def _model_aliases(model: nn.Module, fqns: list[str], known: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The program's aliases, plus the model's own ties (a program loaded from a file has none)."""
+    by_id: dict[int, list[str]] = {}
+    for n, t in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(t), []).append(n)
+    out = {f: list(v) for f, v in known.items()}
+    for names in by_id.values():
+        head = next((n for n in names if n in fqns), None)
+        if head is not None:
+            out.setdefault(head, [])
+            out[head] += [n for n in names if n != head and n not in out[head]]
+    return {f: v for f, v in out.items() if v}
 
 
 def _retie(model: nn.Module, aliases: dict[str, list[str]], named: dict[str, torch.Tensor]) -> None:
