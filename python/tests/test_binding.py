@@ -64,3 +64,20 @@ def test_noncontiguous_target_goes_through_one_temporary():
     want = torch.empty(3, 5)
     it.fill_(want, p, "a", 0)
     assert torch.equal(t, want)
+
+
+def test_bad_tracer_input_is_an_error_not_a_panic():
+    t = initc.Tracer("x")
+    x = t.full("f32", [2, 3], 1.0)
+    for call, msg in [
+        (lambda: t.reshape(99, [2]), "%99 is not a value of this tracer"),
+        (lambda: t.transpose(x, [0, 7]), r"\[0, 7\] is not a permutation"),
+        (lambda: t.key_at(x, 5), r"\[5, 6\) is not within 0..2"),
+        (lambda: t.concat([], 0), "concat needs at least one operand"),
+        (lambda: t.unary("sin", x), "unknown unary op `sin`"),
+    ]:
+        with pytest.raises(initc.InitcError, match=msg):
+            call()
+    t.finish()
+    with pytest.raises(initc.InitcError, match="finished"):
+        t.full("f32", [1], 0.0)

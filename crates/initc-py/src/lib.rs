@@ -71,6 +71,9 @@ fn named<T>(kind: &str, name: &str, f: impl Fn(&str) -> Option<T>) -> PyResult<T
 #[pyclass(name = "Tracer", module = "initc._native", unsendable)]
 pub struct PyTracer {
     t: Option<Tracer>,
+    /// One past the largest value handed out: inputs are checked against it, because the
+    /// tracer indexes its arena with them (an unknown index must be an error, not a panic).
+    count: u32,
 }
 
 impl PyTracer {
@@ -79,6 +82,18 @@ impl PyTracer {
     }
     fn tr(&self) -> PyResult<&Tracer> {
         self.t.as_ref().ok_or_else(|| err("this Tracer is finished"))
+    }
+    /// Checks that every input is a value of this tracer.
+    fn known(&self, xs: &[u32]) -> PyResult<()> {
+        match xs.iter().find(|&&x| x >= self.count) {
+            Some(x) => Err(err(format!("%{x} is not a value of this tracer"))),
+            None => Ok(()),
+        }
+    }
+    fn seen(&mut self, r: PyResult<u32>) -> PyResult<u32> {
+        let v = r?;
+        self.count = self.count.max(v + 1);
+        Ok(v)
     }
 }
 
@@ -90,7 +105,7 @@ fn v(r: Result<Value, TraceError>) -> PyResult<u32> {
 impl PyTracer {
     #[new]
     fn new(name: &str) -> PyTracer {
-        PyTracer { t: Some(Tracer::new(name)) }
+        PyTracer { t: Some(Tracer::new(name)), count: 1 }
     }
 
     fn set_seed(&mut self, seed: u64) -> PyResult<()> {
@@ -112,111 +127,155 @@ impl PyTracer {
     fn param(&mut self, fqn: &str, dtype: &str, shape: Vec<u64>, init: &Bound<'_, PyDict>, axes: Vec<String>) -> PyResult<u32> {
         let (ty, init) = (ty(dtype, shape)?, init_of(init)?);
         let axes: Vec<&str> = axes.iter().map(String::as_str).collect();
-        v(self.t()?.param(fqn, ty, &axes, &init))
+        let r = v(self.t()?.param(fqn, ty, &axes, &init));
+        self.seen(r)
     }
 
     #[pyo3(signature = (fqn, dtype, shape, init, key = None))]
     fn init_value(&mut self, fqn: &str, dtype: &str, shape: Vec<u64>, init: &Bound<'_, PyDict>, key: Option<u32>) -> PyResult<u32> {
+        if let Some(k) = key {
+            self.known(&[k])?;
+        }
         let (ty, init) = (ty(dtype, shape)?, init_of(init)?);
-        v(self.t()?.init_value(fqn, &ty, &init, key.map(Value)))
+        let r = v(self.t()?.init_value(fqn, &ty, &init, key.map(Value)));
+        self.seen(r)
     }
 
     fn assign(&mut self, fqn: &str, x: u32) -> PyResult<()> {
+        self.known(&[x])?;
         self.t()?.assign(fqn, Value(x)).map_err(err)
     }
 
     fn param_key(&mut self, fqn: &str) -> PyResult<u32> {
-        v(self.t()?.param_key(fqn))
+        let r = v(self.t()?.param_key(fqn));
+        self.seen(r)
     }
 
     fn fold_in(&mut self, key: u32, data: u32) -> PyResult<u32> {
-        v(self.t()?.fold_in(Value(key), data))
+        self.known(&[key])?;
+        let r = v(self.t()?.fold_in(Value(key), data));
+        self.seen(r)
     }
 
     fn split(&mut self, key: u32, count: u64) -> PyResult<u32> {
-        v(self.t()?.split(Value(key), count))
+        self.known(&[key])?;
+        let r = v(self.t()?.split(Value(key), count));
+        self.seen(r)
     }
 
     fn key_at(&mut self, keys: u32, i: u64) -> PyResult<u32> {
-        v(self.t()?.key_at(Value(keys), i))
+        self.known(&[keys])?;
+        let r = v(self.t()?.key_at(Value(keys), i));
+        self.seen(r)
     }
 
     fn random_bits(&mut self, key: u32, width: u8, shape: Vec<u64>) -> PyResult<u32> {
-        v(self.t()?.random_bits(Value(key), width, &shape))
+        self.known(&[key])?;
+        let r = v(self.t()?.random_bits(Value(key), width, &shape));
+        self.seen(r)
     }
 
     fn uniform(&mut self, key: u32, dtype: &str, shape: Vec<u64>, min: f64, max: f64) -> PyResult<u32> {
+        self.known(&[key])?;
         let ty = ty(dtype, shape)?;
-        v(self.t()?.uniform(Value(key), &ty, min, max))
+        let r = v(self.t()?.uniform(Value(key), &ty, min, max));
+        self.seen(r)
     }
 
     fn normal(&mut self, key: u32, dtype: &str, shape: Vec<u64>) -> PyResult<u32> {
+        self.known(&[key])?;
         let ty = ty(dtype, shape)?;
-        v(self.t()?.normal(Value(key), &ty))
+        let r = v(self.t()?.normal(Value(key), &ty));
+        self.seen(r)
     }
 
     fn truncated_normal(&mut self, key: u32, dtype: &str, shape: Vec<u64>, lower: f64, upper: f64) -> PyResult<u32> {
+        self.known(&[key])?;
         let ty = ty(dtype, shape)?;
-        v(self.t()?.truncated_normal(Value(key), &ty, lower, upper))
+        let r = v(self.t()?.truncated_normal(Value(key), &ty, lower, upper));
+        self.seen(r)
     }
 
     fn full(&mut self, dtype: &str, shape: Vec<u64>, value: f64) -> PyResult<u32> {
         let ty = ty(dtype, shape)?;
-        v(self.t()?.full(&ty, value))
+        let r = v(self.t()?.full(&ty, value));
+        self.seen(r)
     }
 
     fn iota(&mut self, dtype: &str, shape: Vec<u64>, dim: u32) -> PyResult<u32> {
         let ty = ty(dtype, shape)?;
-        v(self.t()?.iota(&ty, dim))
+        let r = v(self.t()?.iota(&ty, dim));
+        self.seen(r)
     }
 
     fn unary(&mut self, op: &str, x: u32) -> PyResult<u32> {
+        self.known(&[x])?;
         let op = named("unary op", op, UnaryOp::from_name)?;
-        v(self.t()?.unary(op, Value(x)))
+        let r = v(self.t()?.unary(op, Value(x)));
+        self.seen(r)
     }
 
     fn binary(&mut self, op: &str, a: u32, b: u32) -> PyResult<u32> {
+        self.known(&[a, b])?;
         let op = named("binary op", op, BinaryOp::from_name)?;
-        v(self.t()?.binary(op, Value(a), Value(b)))
+        let r = v(self.t()?.binary(op, Value(a), Value(b)));
+        self.seen(r)
     }
 
     fn compare(&mut self, dir: &str, a: u32, b: u32) -> PyResult<u32> {
+        self.known(&[a, b])?;
         let dir = named("comparison", dir, CmpDir::from_name)?;
-        v(self.t()?.compare(dir, Value(a), Value(b)))
+        let r = v(self.t()?.compare(dir, Value(a), Value(b)));
+        self.seen(r)
     }
 
     fn select(&mut self, pred: u32, on_true: u32, on_false: u32) -> PyResult<u32> {
-        v(self.t()?.select(Value(pred), Value(on_true), Value(on_false)))
+        self.known(&[pred, on_true, on_false])?;
+        let r = v(self.t()?.select(Value(pred), Value(on_true), Value(on_false)));
+        self.seen(r)
     }
 
     fn convert(&mut self, x: u32, dtype: &str) -> PyResult<u32> {
+        self.known(&[x])?;
         let d = self::dtype(dtype)?;
-        v(self.t()?.convert(Value(x), d))
+        let r = v(self.t()?.convert(Value(x), d));
+        self.seen(r)
     }
 
     fn broadcast(&mut self, x: u32, shape: Vec<u64>, dims: Vec<u32>) -> PyResult<u32> {
-        v(self.t()?.broadcast(Value(x), &shape, &dims))
+        self.known(&[x])?;
+        let r = v(self.t()?.broadcast(Value(x), &shape, &dims));
+        self.seen(r)
     }
 
     fn reshape(&mut self, x: u32, shape: Vec<u64>) -> PyResult<u32> {
-        v(self.t()?.reshape(Value(x), &shape))
+        self.known(&[x])?;
+        let r = v(self.t()?.reshape(Value(x), &shape));
+        self.seen(r)
     }
 
     fn transpose(&mut self, x: u32, perm: Vec<u32>) -> PyResult<u32> {
-        v(self.t()?.transpose(Value(x), &perm))
+        self.known(&[x])?;
+        let r = v(self.t()?.transpose(Value(x), &perm));
+        self.seen(r)
     }
 
     fn slice(&mut self, x: u32, start: Vec<u64>, limit: Vec<u64>) -> PyResult<u32> {
-        v(self.t()?.slice(Value(x), &start, &limit))
+        self.known(&[x])?;
+        let r = v(self.t()?.slice(Value(x), &start, &limit));
+        self.seen(r)
     }
 
     fn concat(&mut self, xs: Vec<u32>, dim: u32) -> PyResult<u32> {
+        self.known(&xs)?;
         let xs: Vec<Value> = xs.into_iter().map(Value).collect();
-        v(self.t()?.concat(&xs, dim))
+        let r = v(self.t()?.concat(&xs, dim));
+        self.seen(r)
     }
 
     /// `(dtype, shape)` of a value.
     fn type_of(&self, x: u32) -> PyResult<(String, Vec<u64>)> {
+        self.known(&[x])?;
         let t = self.tr()?;
         let ty = t.ty(Value(x));
         Ok((ty.dtype.name().to_string(), ty.shape.clone()))
