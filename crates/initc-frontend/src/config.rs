@@ -131,6 +131,10 @@ pub(crate) struct ModelSection {
     pub ffn_dim_multiplier: SFloat,
     pub norm_eps: SFloat,
     pub depth_init: SBool,
+    /// llama3: the torchtitan release whose layout and init to follow (`0.2.2` or `0.3.0`).
+    pub torchtitan: Option<Spanned<String>>,
+    /// llama3 with torchtitan 0.3.0: `tok_embeddings` and `lm_head` share one weight.
+    pub enable_weight_tying: SBool,
     // gpt2 (HF GPT2Config)
     pub n_embd: SInt,
     pub n_layer: SInt,

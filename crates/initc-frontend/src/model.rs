@@ -35,6 +35,12 @@ impl ModelCtx {
         self.param_typed(fqn, shape, axes, init, self.dtype)
     }
 
+    /// Whether an `[[override]]` sets the initializer of `fqn` (a preset that builds a value
+    /// from several draws then keeps the override's single initializer).
+    pub fn init_overridden(&self, fqn: &str) -> bool {
+        self.overrides.iter().any(|o| o.init.is_some() && crate::pattern::glob_match(&o.pattern, fqn))
+    }
+
     pub fn param_typed(&mut self, fqn: &str, shape: &[u64], axes: &[&str], init: Init, dtype: DType) -> Result<()> {
         let (mut init, mut dtype, mut span) = (init, dtype, self.span.clone());
         for o in self.overrides.iter_mut().filter(|o| crate::pattern::glob_match(&o.pattern, fqn)) {

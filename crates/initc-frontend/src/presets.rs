@@ -10,7 +10,7 @@ use crate::init::Init;
 use crate::model::{pos_or, ModelCtx};
 use crate::pattern::suggest;
 
-const LLAMA3_KEYS: &[&str] = &["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "ffn_dim_multiplier", "norm_eps", "depth_init"];
+const LLAMA3_KEYS: &[&str] = &["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "ffn_dim_multiplier", "norm_eps", "depth_init", "torchtitan", "enable_weight_tying"];
 const GPT2_KEYS: &[&str] = &["vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "n_inner", "layer_norm_epsilon", "initializer_range"];
 const HF_LLAMA_KEYS: &[&str] = &["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rms_norm_eps", "initializer_range", "tie_word_embeddings"];
 pub const PRESETS: &[&str] = &["llama3", "gpt2", "hf_llama"];
@@ -32,6 +32,8 @@ fn set_keys(m: &ModelSection) -> Vec<(&'static str, Range<usize>)> {
     s(&mut o, "ffn_dim_multiplier", &m.ffn_dim_multiplier);
     s(&mut o, "norm_eps", &m.norm_eps);
     s(&mut o, "depth_init", &m.depth_init);
+    s(&mut o, "torchtitan", &m.torchtitan);
+    s(&mut o, "enable_weight_tying", &m.enable_weight_tying);
     s(&mut o, "n_embd", &m.n_embd);
     s(&mut o, "n_layer", &m.n_layer);
     s(&mut o, "n_head", &m.n_head);
@@ -150,6 +152,16 @@ fn llama3(cx: &mut ModelCtx, m: &ModelSection) -> Result<()> {
     let hd = dim / n_heads;
     let ffn = llama3_ffn_dim(dim, multiple_of, ffn_mult);
     let tn = |std: f64| Init::TruncNormal { mean: 0.0, std, a: -2.0, b: 2.0 };
+    if llama3_version(m)? == "0.3.0" {
+        if let Some(d) = &m.depth_init {
+            return Err(SpanError::invalid(d.span(), "depth_init", "torchtitan 0.3.0 always scales wo/w2/w3 by depth").hint("remove `depth_init`, or set torchtitan = \"0.2.2\""));
+        }
+        let tie = m.enable_weight_tying.as_ref().is_some_and(|t| *t.get_ref());
+        return llama3_v030(cx, Llama3Dims { dim, n_layers, n_heads, n_kv_heads, vocab, hd, ffn }, tie);
+    }
+    if let Some(t) = &m.enable_weight_tying {
+        return Err(SpanError::invalid(t.span(), "enable_weight_tying", "torchtitan 0.2.2 has no weight tying").hint("set torchtitan = \"0.3.0\""));
+    }
     cx.param("tok_embeddings.weight", &[vocab, dim], &["vocab", "embed"], Init::Normal { mean: 0.0, std: 1.0 })?;
     for l in 0..n_layers {
         let std = if depth_init { 0.02 / (2.0 * (l + 1) as f64).powf(0.5) } else { 0.02 / (2.0 * n_layers as f64).powf(0.5) };
@@ -167,6 +179,82 @@ fn llama3(cx: &mut ModelCtx, m: &ModelSection) -> Result<()> {
     cx.param("norm.weight", &[dim], &["embed"], Init::ONES)?;
     let d = (dim as f64).powf(-0.5);
     cx.param("output.weight", &[vocab, dim], &["vocab", "embed"], Init::TruncNormal { mean: 0.0, std: d, a: -3.0 * d, b: 3.0 * d })
+}
+
+/// The torchtitan releases the llama3 preset follows (`torchtitan = "..."`), the default first.
+pub const LLAMA3_TORCHTITAN: &[&str] = &["0.2.2", "0.3.0"];
+
+fn llama3_version(m: &ModelSection) -> Result<&'static str> {
+    let Some(v) = &m.torchtitan else { return Ok(LLAMA3_TORCHTITAN[0]) };
+    LLAMA3_TORCHTITAN.iter().copied().find(|k| k == v.get_ref()).ok_or_else(|| {
+        SpanError::invalid(v.span(), "torchtitan", format!("unknown torchtitan release `{}`", v.get_ref())).hint(format!("the llama3 preset follows torchtitan {}", LLAMA3_TORCHTITAN.join(" or ")))
+    })
+}
+
+struct Llama3Dims {
+    dim: u64,
+    n_layers: u64,
+    n_heads: u64,
+    n_kv_heads: u64,
+    vocab: u64,
+    hd: u64,
+    ffn: u64,
+}
+
+/// torchtitan 0.3.0 `Llama3Model.init_states` (`models/llama3/__init__.py`): attention is one
+/// fused `qkv_linear.wqkv` whose rows are interleaved per KV group (q heads, then k, then v;
+/// `_fused_qkv_param_init`), the head is `lm_head`, depth-scaled std always, and with
+/// `enable_weight_tying` `tok_embeddings.weight` is `lm_head.weight` (lm_head's init).
+fn llama3_v030(cx: &mut ModelCtx, d: Llama3Dims, tie: bool) -> Result<()> {
+    let tn = |std: f64| Init::TruncNormal { mean: 0.0, std, a: -2.0, b: 2.0 };
+    let s = (d.dim as f64).powf(-0.5);
+    let head = Init::TruncNormal { mean: 0.0, std: s, a: -3.0 * s, b: 3.0 * s };
+    let emb = if tie { head.clone() } else { Init::Normal { mean: 0.0, std: 1.0 } };
+    cx.param("tok_embeddings.weight", &[d.vocab, d.dim], &["vocab", "embed"], emb)?;
+    for l in 0..d.n_layers {
+        let std = 0.02 / (2.0 * (l + 1) as f64).powf(0.5);
+        let p = format!("layers.{l}.");
+        fused_qkv(cx, &format!("{p}attention.qkv_linear.wqkv.weight"), &d, tn(0.02))?;
+        cx.param(&format!("{p}attention.wo.weight"), &[d.dim, d.n_heads * d.hd], &["embed", "heads"], tn(std))?;
+        cx.param(&format!("{p}feed_forward.w1.weight"), &[d.ffn, d.dim], &["mlp", "embed"], tn(0.02))?;
+        cx.param(&format!("{p}feed_forward.w2.weight"), &[d.dim, d.ffn], &["embed", "mlp"], tn(std))?;
+        cx.param(&format!("{p}feed_forward.w3.weight"), &[d.ffn, d.dim], &["mlp", "embed"], tn(std))?;
+        cx.param(&format!("{p}attention_norm.weight"), &[d.dim], &["embed"], Init::ONES)?;
+        cx.param(&format!("{p}ffn_norm.weight"), &[d.dim], &["embed"], Init::ONES)?;
+    }
+    cx.param("norm.weight", &[d.dim], &["embed"], Init::ONES)?;
+    if !tie {
+        cx.param("lm_head.weight", &[d.vocab, d.dim], &["vocab", "embed"], head)?;
+    }
+    Ok(())
+}
+
+/// The fused `wqkv [(H + 2·Hkv)·hd, D]`: q `[H·hd, D]`, k and v `[Hkv·hd, D]` each drawn with
+/// `init` from `split(key(wqkv), 3)[0..3]` (several draws in one tensor take `split` in program
+/// order, as `initc.torch` keys them), viewed as `[Hkv, ·, hd, D]`, concatenated on dim 1 and
+/// flattened. So the capture of torchtitan's module equals this preset bit for bit; the values
+/// differ from the 0.2.2 layout's separately keyed wq/wk/wv.
+fn fused_qkv(cx: &mut ModelCtx, fqn: &str, d: &Llama3Dims, init: Init) -> Result<()> {
+    let rows = (d.n_heads + 2 * d.n_kv_heads) * d.hd;
+    cx.param(fqn, &[rows, d.dim], &["qkv", "embed"], init.clone())?;
+    if cx.init_overridden(fqn) {
+        return Ok(());
+    }
+    let span = cx.span.clone();
+    let e = |e: crate::tracer::TraceError| SpanError::invalid(span.clone(), "init", e.to_string());
+    let t = &mut cx.t;
+    let dtype = t.ty(t.get(fqn).map_err(e)?).dtype;
+    let keys = t.param_key(fqn).and_then(|k| t.split(k, 3)).map_err(e)?;
+    let hpk = d.n_heads / d.n_kv_heads;
+    let mut parts = Vec::new();
+    for (i, (heads, group)) in [(d.n_heads, hpk), (d.n_kv_heads, 1), (d.n_kv_heads, 1)].into_iter().enumerate() {
+        let key = t.key_at(keys, i as u64).map_err(e)?;
+        let x = t.init_value(fqn, &initc_ir::Type::new(dtype, [heads * d.hd, d.dim]), &init, Some(key)).map_err(e)?;
+        parts.push(t.reshape(x, &[d.n_kv_heads, group, d.hd, d.dim]).map_err(e)?);
+    }
+    let fused = t.concat(&parts, 1).map_err(e)?;
+    let flat = t.reshape(fused, &[rows, d.dim]).map_err(e)?;
+    t.assign(fqn, flat).map_err(e)
 }
 
 /// Hugging Face `GPT2LMHeadModel` (lm_head is tied to wte and is not a separate tensor).

@@ -106,6 +106,14 @@ impl Tracer {
         Ok(value)
     }
 
+    /// The value of initializer `init` for a tensor of type `ty`, without declaring a
+    /// parameter: for frontends whose draws land in part of a parameter or pass through further
+    /// arithmetic (`nn.init.normal_(w[:4])`, a temporary later copied into a fused weight).
+    /// It draws from `key`, or from `fqn`'s key when `None`; `fqn` also names the errors.
+    pub fn init_value(&mut self, fqn: &str, ty: &Type, init: &Init, key: Option<Tensor>) -> Result<Tensor, TraceError> {
+        self.lower_init(fqn, ty, init, key)
+    }
+
     /// Assigns a traced value (`w.copy_(x)` / `self.w = x`): last write wins. A value of another
     /// dtype is converted, as `copy_` does; a different shape is an error.
     pub fn assign(&mut self, fqn: &str, x: Tensor) -> Result<(), TraceError> {
