@@ -9,6 +9,8 @@ global index); see the repository README for the key derivation.
   rectangle of a parameter into a caller's buffer.
 - :mod:`initc.torch` captures a PyTorch module's initialization into a Program and fills the
   module (or its DTensor shards) in place.
+- :mod:`initc.jax` gives a Program's parameters as ``jax.Array``s sharded over a
+  ``jax.sharding.Mesh``, each process making only its addressable devices' shards.
 """
 
 from initc._native import InitcError, Program, Tracer, fqn_fold_data
