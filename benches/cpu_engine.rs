@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p initc-benches --bench cpu_engine [-- N]`.
 
 use initc_benches::time_best_median;
-use initc_cpu::{materialize, Evaluator, Region};
+use initc_cpu::{Evaluator, Region, materialize};
 use initc_frontend::{Init, Tracer};
 use initc_ir::{DType, Type};
 
@@ -36,7 +36,10 @@ fn main() {
             run(); // warm-up
             let (best, _) = time_best_median(3, &mut run);
             let bytes = (n * 4) as f64;
-            println!("{{\"system\":\"initc-cpu\",\"dist\":\"{label}\",\"threads\":{threads},\"elements\":{n},\"seconds\":{best:.6},\"gbps\":{:.4}}}", bytes / best / 1e9);
+            println!(
+                "{{\"system\":\"initc-cpu\",\"dist\":\"{label}\",\"threads\":{threads},\"elements\":{n},\"seconds\":{best:.6},\"gbps\":{:.4}}}",
+                bytes / best / 1e9
+            );
         }
     }
 }

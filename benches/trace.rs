@@ -18,7 +18,15 @@ fn main() {
         let (pbest, _) = time_best_median(20, || {
             std::hint::black_box(trace().to_string());
         });
-        println!("{:<14} {:>7} {:>10} {:>10.2}ms {:>10.2}ms {:>10.2}ms", name, m.params.len(), m.nodes.len(), best * 1e3, med * 1e3, pbest * 1e3);
+        println!(
+            "{:<14} {:>7} {:>10} {:>10.2}ms {:>10.2}ms {:>10.2}ms",
+            name,
+            m.params.len(),
+            m.nodes.len(),
+            best * 1e3,
+            med * 1e3,
+            pbest * 1e3
+        );
     }
     println!("peak RSS of the whole run: {:.1} MB", peak_rss_bytes().unwrap_or(0) as f64 / 1e6);
 }

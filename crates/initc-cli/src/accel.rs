@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
-use initc_device::{verify, DeviceShards, Materializer};
+use initc_device::{DeviceShards, Materializer, verify};
 use initc_ir::Module;
 use initc_pjrt::CompileOptions;
 use rayon::prelude::*;
@@ -24,10 +24,11 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     let mesh_devices = crate::input::mesh_devices(args.device, m);
     let client = open(&args.plugin)?;
     let t_plan = Instant::now();
-    let mut mat = Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch.map(|b| b as usize)).map_err(|e| {
-        let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
-        CliError::Plain(format!("{e}{hint}"))
-    })?;
+    let mut mat =
+        Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch.map(|b| b as usize)).map_err(|e| {
+            let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+            CliError::Plain(format!("{e}{hint}"))
+        })?;
     if let Some(t) = args.threads {
         mat.set_threads_per_device(t).map_err(|e| plain(&e))?;
     }
@@ -117,7 +118,15 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
             failing.len(),
         );
         for c in checks.iter().filter(|c| c.differing > 0).take(8) {
-            eprintln!("  {} (mesh device {}): {} of {} elements differ, max {} ULP{}", c.fqn, c.mesh_device, c.differing, c.elements, c.max_ulp, if c.failing > 0 { format!(", {} outside tolerance, first {:?}", c.failing, c.first_failure) } else { String::new() });
+            eprintln!(
+                "  {} (mesh device {}): {} of {} elements differ, max {} ULP{}",
+                c.fqn,
+                c.mesh_device,
+                c.differing,
+                c.elements,
+                c.max_ulp,
+                if c.failing > 0 { format!(", {} outside tolerance, first {:?}", c.failing, c.first_failure) } else { String::new() }
+            );
         }
         ok = failing.is_empty();
         verify_json = serde_json::json!({"shards": checks.len(), "bit_identical": exact, "failing": failing.len(), "max_ulp": max_ulp});
@@ -131,10 +140,14 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     }
     if args.digests {
         for d in &result.devices {
-            let rows: Vec<(String, String)> = d.shards.par_iter().map(|s| -> Result<(String, String), CliError> {
-                let bytes = initc_device::to_host(s).map_err(|e| plain(&e))?;
-                Ok((format!("{}@{}", s.fqn, d.mesh_device), initc_cpu::hex(&Sha256::digest(&bytes))))
-            }).collect::<Result<_, _>>()?;
+            let rows: Vec<(String, String)> = d
+                .shards
+                .par_iter()
+                .map(|s| -> Result<(String, String), CliError> {
+                    let bytes = initc_device::to_host(s).map_err(|e| plain(&e))?;
+                    Ok((format!("{}@{}", s.fqn, d.mesh_device), initc_cpu::hex(&Sha256::digest(&bytes))))
+                })
+                .collect::<Result<_, _>>()?;
             digests.extend(rows.into_iter().map(|(k, v)| (k, v.into())));
         }
     }
@@ -150,7 +163,9 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
         crate::input::write_output(Some(path), format!("{rep:#}\n").as_bytes())?;
     }
     if !ok {
-        return Err(CliError::Plain("verification failed: device values differ from the CPU engine beyond the documented tolerance".into()));
+        return Err(CliError::Plain(
+            "verification failed: device values differ from the CPU engine beyond the documented tolerance".into(),
+        ));
     }
     Ok(())
 }
@@ -178,18 +193,28 @@ fn write_out(args: &RunArgs, m: &Module, seed: u64, devices: &[DeviceShards], ou
     for d in devices {
         let dir = if set.is_some() { out.join(format!("device-{}", d.mesh_device)) } else { out.to_path_buf() };
         let by_fqn: HashMap<&str, &initc_device::Shard> = d.shards.iter().map(|s| (s.fqn.as_str(), s)).collect();
-        let opts = initc_cpu::WriteOptions { max_shard_bytes: args.max_shard_size, device: (m.mesh.is_some() && (devices.len() > 1 || args.device.is_some())).then_some(d.mesh_device) };
-        let fill = |p: &initc_ir::Param, _r: &initc_shard::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| -> std::io::Result<()> {
-            let s = by_fqn.get(p.fqn.as_str()).ok_or_else(|| std::io::Error::other(format!("no shard of {}", p.fqn)))?;
-            let bytes = initc_device::to_host(s).map_err(std::io::Error::other)?;
-            sink(&bytes)
+        let opts = initc_cpu::WriteOptions {
+            max_shard_bytes: args.max_shard_size,
+            device: (m.mesh.is_some() && (devices.len() > 1 || args.device.is_some())).then_some(d.mesh_device),
         };
+        let fill =
+            |p: &initc_ir::Param, _r: &initc_shard::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| -> std::io::Result<()> {
+                let s = by_fqn.get(p.fqn.as_str()).ok_or_else(|| std::io::Error::other(format!("no shard of {}", p.fqn)))?;
+                let bytes = initc_device::to_host(s).map_err(std::io::Error::other)?;
+                sink(&bytes)
+            };
         let w = match &set {
             Some(set) => set.write(m, seed, &opts, &|_| {}, &fill),
             None => initc_cpu::write_checkpoint_from(m, seed, &dir, &opts, &|_| {}, &fill),
         }
         .map_err(|e| failed(&dir, e))?;
-        lines.push(format!("{} {} device {} -> {}", if opts.device.is_some() { "shard_digest" } else { "digest" }, initc_cpu::hex(&w.digest), d.mesh_device, dir.display()));
+        lines.push(format!(
+            "{} {} device {} -> {}",
+            if opts.device.is_some() { "shard_digest" } else { "digest" },
+            initc_cpu::hex(&w.digest),
+            d.mesh_device,
+            dir.display()
+        ));
     }
     if let Some(set) = set {
         set.commit().map_err(|e| failed(out, e))?;

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use codespan_reporting::diagnostic::{Diagnostic, Label};
 use codespan_reporting::files::SimpleFile;
-use codespan_reporting::term::{self, termcolor::{ColorChoice, StandardStream}};
+use codespan_reporting::term::{
+    self,
+    termcolor::{ColorChoice, StandardStream},
+};
 use initc_frontend::{ShardFailure, ShardSpec};
 use initc_ir::{Mesh, Module, Uneven};
 use initc_shard::Builtin;
@@ -12,7 +15,13 @@ use initc_shard::Builtin;
 /// A user-facing failure: rendered once by `main`, exit code 1 (2 for usage errors from clap).
 pub enum CliError {
     /// A diagnostic over a source file (span + message + hint).
-    Source { path: String, source: String, span: std::ops::Range<usize>, message: String, hint: Option<String> },
+    Source {
+        path: String,
+        source: String,
+        span: std::ops::Range<usize>,
+        message: String,
+        hint: Option<String>,
+    },
     Plain(String),
 }
 
@@ -149,7 +158,9 @@ impl Loaded {
         let report = match &self.toml {
             Some((path, source, spec)) => spec.apply(&mut m, mesh, rules, uneven, Some((path, source))).map_err(|e| match e {
                 ShardFailure::Config(e) => config_error(*e),
-                ShardFailure::Rules(e) => CliError::Plain(format!("{e}{}", initc_frontend::shard_hint(&e).map(|h| format!("\n  hint: {h}")).unwrap_or_default())),
+                ShardFailure::Rules(e) => {
+                    CliError::Plain(format!("{e}{}", initc_frontend::shard_hint(&e).map(|h| format!("\n  hint: {h}")).unwrap_or_default()))
+                }
             })?,
             None if mesh.is_none() && rules.is_none() && uneven.is_none() => None,
             None => {
@@ -157,7 +168,9 @@ impl Loaded {
                     return Err(CliError::Plain("--rules needs a mesh: pass --mesh (this IR file has none)".into()));
                 };
                 let Some(rules) = rules else {
-                    return Err(CliError::Plain("re-sharding an IR file on a new --mesh needs --rules (its original rules are not recorded)".into()));
+                    return Err(CliError::Plain(
+                        "re-sharding an IR file on a new --mesh needs --rules (its original rules are not recorded)".into(),
+                    ));
                 };
                 if let Some(u) = uneven {
                     mesh.uneven = u;
@@ -171,12 +184,19 @@ impl Loaded {
             if !unmatched.is_empty() {
                 let shown: Vec<&str> = unmatched.iter().take(5).copied().collect();
                 let more = if unmatched.len() > 5 { format!(" and {} more", unmatched.len() - 5) } else { String::new() };
-                eprintln!("warning: {} parameter(s) matched no sharding rule and are replicated on every device: {}{more}", unmatched.len(), shown.join(", "));
+                eprintln!(
+                    "warning: {} parameter(s) matched no sharding rule and are replicated on every device: {}{more}",
+                    unmatched.len(),
+                    shown.join(", ")
+                );
             }
             if let Some((_, _, spec)) = &self.toml {
                 for (rule, hits) in spec.rules.shard.iter().zip(report.shard_rule_hits(&spec.rules)) {
                     if hits == 0 {
-                        eprintln!("warning: [[shard]] match = \"{}\" decided no parameter (an earlier rule, or no FQN, matched)", rule.pattern);
+                        eprintln!(
+                            "warning: [[shard]] match = \"{}\" decided no parameter (an earlier rule, or no FQN, matched)",
+                            rule.pattern
+                        );
                     }
                 }
             }
@@ -198,7 +218,8 @@ pub fn load(path: &Path) -> Result<Loaded, CliError> {
         let module = initc_proto::decode(&bytes).map_err(|e| CliError::Plain(format!("{shown}: {e}")))?;
         return Ok(Loaded { module, toml: None });
     }
-    let source = String::from_utf8(bytes).map_err(|e| format!("cannot read {shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+    let source =
+        String::from_utf8(bytes).map_err(|e| format!("cannot read {shown}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
     if ext == "toml" {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         let t = initc_frontend::trace_toml(&shown, &source, stem).map_err(config_error)?;

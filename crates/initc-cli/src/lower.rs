@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use initc_device::{le_bytes, DevicePlan, FUSE};
+use initc_device::{DevicePlan, FUSE, le_bytes};
 use initc_stablehlo::{Options, Partitioner};
 
-use crate::input::{load_sharded, mesh_devices, write_output, CliError, ShardArgs};
+use crate::input::{CliError, ShardArgs, load_sharded, mesh_devices, write_output};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PartitionerArg {
@@ -58,9 +58,11 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
         PartitionerArg::Shardy => Partitioner::Shardy,
         PartitionerArg::Gspmd => Partitioner::Gspmd,
     };
-    let lowered = initc_stablehlo::lower(&m, &Options { partitioner }).map_err(|e| CliError::Plain(format!("{e}{}", e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default())))?;
+    let lowered = initc_stablehlo::lower(&m, &Options { partitioner })
+        .map_err(|e| CliError::Plain(format!("{e}{}", e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default())))?;
     let bytecode = args.bytecode || args.output.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "mlirbc"));
-    let bytes = if bytecode { lowered.bytecode() } else { lowered.text().map(String::into_bytes) }.map_err(|e| CliError::Plain(e.to_string()))?;
+    let bytes =
+        if bytecode { lowered.bytecode() } else { lowered.text().map(String::into_bytes) }.map_err(|e| CliError::Plain(e.to_string()))?;
     write_output(args.output.as_deref(), &bytes)
 }
 
@@ -92,10 +94,18 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
     for (i, dl) in plan.devices.iter().enumerate() {
         let d = dl.mesh_device;
         let (specs, uses) = initc_device::device_tables(m, &ev, dl);
-        let tables = specs.iter().enumerate().map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &le_bytes(&spec.build()))).collect::<Result<Vec<_>, _>>()?;
+        let tables = specs
+            .iter()
+            .enumerate()
+            .map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &le_bytes(&spec.build())))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out_batches = Vec::new();
         for (b, batch) in batches[i].iter().enumerate() {
-            let statics = initc_device::batch_statics(m, &ev, &plan, dl, batch, FUSE).iter().enumerate().map(|(g, w)| write(format!("statics/{d}-{b}-{g}.bin"), &le_bytes(w))).collect::<Result<Vec<_>, _>>()?;
+            let statics = initc_device::batch_statics(m, &ev, &plan, dl, batch, FUSE)
+                .iter()
+                .enumerate()
+                .map(|(g, w)| write(format!("statics/{d}-{b}-{g}.bin"), &le_bytes(w)))
+                .collect::<Result<Vec<_>, _>>()?;
             let launches: Vec<_> = batch.launches.iter().map(|&k| {
                 let l = &dl.launches[k];
                 let p = &m.params[l.param];
@@ -108,7 +118,13 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
     let manifest = serde_json::json!({"seed": seed, "fuse": FUSE, "devices": out_devices});
     write("manifest.json".into(), serde_json::to_string_pretty(&manifest).map_err(|e| plain(&e))?.as_bytes())?;
     staged.commit().map_err(|e| plain(&e))?;
-    eprintln!("wrote {} programs and {} executes for {} device(s) to {}", programs.len(), batches.iter().map(Vec::len).sum::<usize>(), plan.devices.len(), dir.display());
+    eprintln!(
+        "wrote {} programs and {} executes for {} device(s) to {}",
+        programs.len(),
+        batches.iter().map(Vec::len).sum::<usize>(),
+        plan.devices.len(),
+        dir.display()
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use initc_ir::Module;
 use initc_shard::Plan;
 
-use crate::input::{load_sharded, write_output, CliError, ShardArgs};
+use crate::input::{CliError, ShardArgs, load_sharded, write_output};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
@@ -39,7 +39,10 @@ pub struct PlanArgs {
 pub fn run(args: &PlanArgs) -> Result<(), CliError> {
     let m = load_sharded(&args.input, &args.shard)?;
     let Some(plan) = Plan::new(&m) else {
-        return Err(CliError::Plain(format!("{} has no mesh: add a [mesh] table or pass --mesh (e.g. --mesh fsdp=8,tp=2 --rules fsdp+tp)", args.input.display())));
+        return Err(CliError::Plain(format!(
+            "{} has no mesh: add a [mesh] table or pass --mesh (e.g. --mesh fsdp=8,tp=2 --rules fsdp+tp)",
+            args.input.display()
+        )));
     };
     let out = match args.format {
         PlanFormat::Text => text(&m, &plan, args),
@@ -69,13 +72,23 @@ fn text(m: &Module, plan: &Plan, args: &PlanArgs) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "model {}: {} tensors, {} ({} bytes)", m.name, m.params.len(), human(plan.total_bytes as f64), plan.total_bytes);
     let _ = writeln!(s, "mesh {mesh}: {} devices", plan.devices.len());
-    let _ = writeln!(s, "per device: min {}, max {}, mean {}", human(plan.min_bytes() as f64), human(plan.max_bytes() as f64), human(plan.mean_bytes()));
+    let _ = writeln!(
+        s,
+        "per device: min {}, max {}, mean {}",
+        human(plan.min_bytes() as f64),
+        human(plan.max_bytes() as f64),
+        human(plan.mean_bytes())
+    );
     let allocated = plan.devices.iter().map(|d| d.allocated).max().unwrap_or(0);
     if allocated != plan.max_bytes() {
         let _ = writeln!(s, "allocated with padding: max {}", human(allocated as f64));
     }
     let replicated = plan.params.iter().filter(|p| p.replication == plan.devices.len() as u64 && plan.devices.len() > 1).count();
-    let _ = writeln!(s, "replication factor {:.3} (bytes over all devices / parameter bytes); {replicated} tensor(s) fully replicated", plan.replication_factor());
+    let _ = writeln!(
+        s,
+        "replication factor {:.3} (bytes over all devices / parameter bytes); {replicated} tensor(s) fully replicated",
+        plan.replication_factor()
+    );
     let _ = writeln!(s, "\n{:<16} {:<24} {:>14} {:>16}", "devices", "coords", "bytes", "exact bytes");
     let mut i = 0;
     while i < plan.devices.len() {
@@ -97,7 +110,16 @@ fn text(m: &Module, plan: &Plan, args: &PlanArgs) -> String {
     for share in plan.largest(args.top) {
         let p = &m.params[share.index];
         let sh = p.sharding.as_ref().map(|x| x.to_string()).unwrap_or_default();
-        let _ = writeln!(s, "{:<44} {:<18} {:<22} {:<16} {:>12} {:>5}", p.fqn, dims(&p.ty.shape), sh, dims(&share.local_shape), human(share.local_bytes as f64), share.replication);
+        let _ = writeln!(
+            s,
+            "{:<44} {:<18} {:<22} {:<16} {:>12} {:>5}",
+            p.fqn,
+            dims(&p.ty.shape),
+            sh,
+            dims(&share.local_shape),
+            human(share.local_bytes as f64),
+            share.replication
+        );
     }
     s
 }
@@ -107,7 +129,11 @@ fn dims(d: &[u64]) -> String {
 }
 
 fn json(m: &Module, plan: &Plan) -> serde_json::Value {
-    let devices: Vec<serde_json::Value> = plan.devices.iter().map(|d| serde_json::json!({"device": d.device, "coords": d.coords, "bytes": d.bytes, "allocated": d.allocated})).collect();
+    let devices: Vec<serde_json::Value> = plan
+        .devices
+        .iter()
+        .map(|d| serde_json::json!({"device": d.device, "coords": d.coords, "bytes": d.bytes, "allocated": d.allocated}))
+        .collect();
     let params: Vec<serde_json::Value> = plan
         .params
         .iter()

@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::input::{load_sharded, CliError, ShardArgs};
+use crate::input::{CliError, ShardArgs, load_sharded};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -114,9 +114,10 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let m = load_sharded(&args.input, &args.shard)?;
     let seed = args.seed.unwrap_or(m.seed);
     if let (Some(d), Some(mesh)) = (args.device, &m.mesh)
-        && d >= mesh.devices() {
-            return Err(CliError::Plain(format!("--device {d}: mesh {mesh} has devices 0..{}", mesh.devices())));
-        }
+        && d >= mesh.devices()
+    {
+        return Err(CliError::Plain(format!("--device {d}: mesh {mesh} has devices 0..{}", mesh.devices())));
+    }
     if args.backend == Backend::Pjrt {
         if args.device.is_some() && m.mesh.is_none() {
             return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into()));
@@ -134,14 +135,21 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     };
     let opts = initc_cpu::WriteOptions { max_shard_bytes: args.max_shard_size, device: args.device };
     let total = match (args.device, &m.mesh) {
-        (Some(_), None) => return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into())),
-        (Some(d), Some(mesh)) if d >= mesh.devices() => return Err(CliError::Plain(format!("--device {d}: mesh {mesh} has devices 0..{}", mesh.devices()))),
+        (Some(_), None) => {
+            return Err(CliError::Plain("--device needs a mesh: add [mesh] to the model.toml or pass --mesh (e.g. --mesh fsdp=8)".into()));
+        }
+        (Some(d), Some(mesh)) if d >= mesh.devices() => {
+            return Err(CliError::Plain(format!("--device {d}: mesh {mesh} has devices 0..{}", mesh.devices())));
+        }
         (Some(d), Some(_)) => initc_shard::Plan::new(&m).map_or(0, |p| p.devices[d as usize].bytes),
         (None, _) => m.total_bytes(),
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().map_err(|e| format!("thread pool: {e}"))?;
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let start = Instant::now();
     let written = pool.install(|| initc_cpu::write_checkpoint(&m, seed, out, &opts, &|n| bar.inc(n)));
     bar.finish_and_clear();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use initc_ir::Module;
 
-use crate::input::{load_sharded, write_output, CliError, ShardArgs};
+use crate::input::{CliError, ShardArgs, load_sharded, write_output};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use initc_ir::{Mesh, Uneven};
 use initc_shard::Builtin;
 
-use crate::input::{load, parse_mesh, parse_rules, parse_uneven, CliError};
+use crate::input::{CliError, load, parse_mesh, parse_rules, parse_uneven};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -46,7 +46,10 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
     for mesh in meshes {
         let m = loaded.sharded(mesh, args.rules, args.uneven)?;
         if m.mesh.is_none() {
-            return Err(CliError::Plain(format!("{} has no [mesh]: pass one or more --mesh (e.g. --mesh fsdp=8 --mesh fsdp=4,tp=2)", args.input.display())));
+            return Err(CliError::Plain(format!(
+                "{} has no [mesh]: pass one or more --mesh (e.g. --mesh fsdp=8 --mesh fsdp=4,tp=2)",
+                args.input.display()
+            )));
         }
         sharded.push(m);
     }
@@ -54,7 +57,10 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
     let total: u64 = reference.total_bytes() + sharded.iter().filter_map(initc_shard::Plan::new).map(|p| p.stored_bytes()).sum::<u64>();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().map_err(|e| format!("thread pool: {e}"))?;
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let outcome = pool.install(|| initc_cpu::verify_shardings(&reference, &sharded, seed, &|n| bar.inc(n)));
     bar.finish_and_clear();
     let outcome = outcome.map_err(|e| CliError::Plain(e.to_string()))?;
@@ -62,19 +68,25 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
     for o in &outcome.meshes {
         match &o.mismatch {
             None if o.digest == outcome.digest => {
-                println!("mesh {} ({} devices): ok, {} parameters, {:.3} GB of shards, digest {}", o.mesh, o.devices, reference.params.len(), o.shard_bytes as f64 / 1e9, hex(&o.digest))
+                println!(
+                    "mesh {} ({} devices): ok, {} parameters, {:.3} GB of shards, digest {}",
+                    o.mesh,
+                    o.devices,
+                    reference.params.len(),
+                    o.shard_bytes as f64 / 1e9,
+                    hex(&o.digest)
+                )
             }
             None => println!("mesh {} ({} devices): DIGEST DIFFERS {}", o.mesh, o.devices, hex(&o.digest)),
             Some(x) => {
                 let who = x.device.map(|d| format!(" on device {d} (differs from its replica)")).unwrap_or_default();
-                println!("mesh {} ({} devices): MISMATCH in `{}` at index {:?}{who}: expected {}, got {}", o.mesh, o.devices, x.fqn, x.index, x.expected, x.found)
+                println!(
+                    "mesh {} ({} devices): MISMATCH in `{}` at index {:?}{who}: expected {}, got {}",
+                    o.mesh, o.devices, x.fqn, x.index, x.expected, x.found
+                )
             }
         }
     }
     println!("digest {}", hex(&outcome.digest));
-    if outcome.passed() {
-        Ok(())
-    } else {
-        Err(CliError::Plain("sharded values differ from the unsharded run (see above)".into()))
-    }
+    if outcome.passed() { Ok(()) } else { Err(CliError::Plain("sharded values differ from the unsharded run (see above)".into())) }
 }

@@ -35,14 +35,18 @@ fn ok(o: &Output) {
 /// manifest.json and, when sharded, the index), every tensor's bytes hashing to the manifest's
 /// SHA-256, no tensor missing or extra. Returns its digest.
 fn check(dir: &Path) -> Result<String, String> {
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?).map_err(|e| e.to_string())?;
-    let files: Vec<String> = manifest["files"].as_array().ok_or("no files")?.iter().map(|f| f.as_str().unwrap_or_default().to_string()).collect();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?)
+            .map_err(|e| e.to_string())?;
+    let files: Vec<String> =
+        manifest["files"].as_array().ok_or("no files")?.iter().map(|f| f.as_str().unwrap_or_default().to_string()).collect();
     let mut expected: BTreeSet<String> = files.iter().cloned().collect();
     expected.insert("manifest.json".into());
     if files.len() > 1 {
         expected.insert("model.safetensors.index.json".into());
     }
-    let present: BTreeSet<String> = std::fs::read_dir(dir).map_err(|e| e.to_string())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let present: BTreeSet<String> =
+        std::fs::read_dir(dir).map_err(|e| e.to_string())?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     if present != expected {
         return Err(format!("files {present:?}, manifest names {expected:?}"));
     }
@@ -89,7 +93,9 @@ fn hex(d: &[u8]) -> String {
 /// same), else in the system's temporary directory.
 fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() && let Ok(t) = tempfile::tempdir_in(shm) {
+    if shm.is_dir()
+        && let Ok(t) = tempfile::tempdir_in(shm)
+    {
         return t;
     }
     tempfile::tempdir().unwrap()
@@ -106,7 +112,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Names in `parent` other than the checkpoint `ck` and its lock file.
 fn leftovers(parent: &Path) -> Vec<String> {
-    std::fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n != "ck" && n != ".ck.lock" && n != "ref-old" && n != "ref-new").collect()
+    std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "ck" && n != ".ck.lock" && n != "ref-old" && n != "ref-new")
+        .collect()
 }
 
 /// Runs `new` (args after `--out ck`) over a copy of the old checkpoint with the fault at
@@ -157,7 +167,8 @@ fn every_step(t: &Path, old: &[&str], new: &[&str], action: &str, point: &str) -
 fn all_points(old: &[&str], new: &[&str]) {
     let t = scratch();
     for action in ["kill", "enospc", "eio"] {
-        let steps: Vec<u64> = ["create", "write", "fsync", "rename", "remove"].iter().map(|p| every_step(t.path(), old, new, action, p)).collect();
+        let steps: Vec<u64> =
+            ["create", "write", "fsync", "rename", "remove"].iter().map(|p| every_step(t.path(), old, new, action, p)).collect();
         // Each step kind was reached: files and directories created, written, synced (files,
         // the staging directory and the parent after the exchange), one exchange, one removal.
         assert!(steps.iter().all(|&s| s >= 1), "{action}: {steps:?}");
@@ -339,7 +350,8 @@ fn shard_program_exports_are_swapped_whole() {
     let t = scratch();
     let d = t.path().join("export");
     let ds = d.to_str().unwrap();
-    let lower = |seed: &str, fault: Option<&str>| initc(&["lower", "examples/mlp_sharded.toml", "--shard-programs", ds, "--seed", seed], fault);
+    let lower =
+        |seed: &str, fault: Option<&str>| initc(&["lower", "examples/mlp_sharded.toml", "--shard-programs", ds, "--seed", seed], fault);
     ok(&lower("1", None));
     let old = std::fs::read(d.join("manifest.json")).unwrap();
     for spec in ["kill@fsync:1", "kill@rename:1", "enospc@rename:1"] {
@@ -382,7 +394,8 @@ fn a_real_file_size_limit_at_every_size_leaves_one_checkpoint() {
     let old = check(&ck).unwrap();
     let (mut failed, mut passed) = (0, 0);
     for blocks in [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128] {
-        let cmd = format!("trap '' XFSZ; ulimit -f {blocks} && exec {} run examples/mlp.toml --out {cks} --seed 2", env!("CARGO_BIN_EXE_initc"));
+        let cmd =
+            format!("trap '' XFSZ; ulimit -f {blocks} && exec {} run examples/mlp.toml --out {cks} --seed 2", env!("CARGO_BIN_EXE_initc"));
         let o = Command::new("sh").args(["-c", &cmd]).current_dir(root()).env_remove("INITC_FAULT").output().unwrap();
         let got = check(&ck).unwrap_or_else(|e| panic!("limit {blocks}: {e}"));
         if o.status.success() {

@@ -34,22 +34,63 @@ fn read_dir(dir: &str, ext: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 fn toml_corpus() -> Vec<(String, Vec<u8>)> {
-    let mut c: Vec<_> = read_dir("examples", "toml").into_iter().filter(|(n, _)| SMALL_EXAMPLES.iter().any(|s| n == &format!("{s}.toml"))).collect();
+    let mut c: Vec<_> =
+        read_dir("examples", "toml").into_iter().filter(|(n, _)| SMALL_EXAMPLES.iter().any(|s| n == &format!("{s}.toml"))).collect();
     c.extend(read_dir("tests/errors", "toml"));
     c.extend(read_dir("tests/fuzz", "toml"));
     c
 }
 
 fn ir_corpus() -> Vec<(String, Vec<u8>)> {
-    let mut c: Vec<_> = read_dir("tests/golden/ir", "ir").into_iter().filter(|(n, _)| SMALL_EXAMPLES.iter().any(|s| n == &format!("{s}.ir"))).collect();
+    let mut c: Vec<_> =
+        read_dir("tests/golden/ir", "ir").into_iter().filter(|(n, _)| SMALL_EXAMPLES.iter().any(|s| n == &format!("{s}.ir"))).collect();
     c.extend(read_dir("tests/fuzz", "ir"));
     c
 }
 
 /// Bytes and tokens a mutation inserts or writes over.
 const TOKENS: &[&str] = &[
-    "0", "1", "2", "3", "7", "-", ".", "\"", "[", "]", "{", "}", ",", "=", "%", ":", "x", "\n", " ", "_", "*", "4294967296", "-1", "1e308", "nan", "inf", "f64",
-    "bf16", "u32", "key", "pad", "fsdp", "tp", "\"fast\"", "[[shard]]", "[mesh]", "model.", "layers.{0..3}", "\\u{0}", "65537", "18446744073709551615",
+    "0",
+    "1",
+    "2",
+    "3",
+    "7",
+    "-",
+    ".",
+    "\"",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "=",
+    "%",
+    ":",
+    "x",
+    "\n",
+    " ",
+    "_",
+    "*",
+    "4294967296",
+    "-1",
+    "1e308",
+    "nan",
+    "inf",
+    "f64",
+    "bf16",
+    "u32",
+    "key",
+    "pad",
+    "fsdp",
+    "tp",
+    "\"fast\"",
+    "[[shard]]",
+    "[mesh]",
+    "model.",
+    "layers.{0..3}",
+    "\\u{0}",
+    "65537",
+    "18446744073709551615",
 ];
 
 #[derive(Clone, Debug)]

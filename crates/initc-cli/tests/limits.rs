@@ -50,7 +50,8 @@ fn layer_counts_are_bounded_in_every_preset() {
 #[test]
 fn range_products_and_parameter_counts_are_bounded() {
     let t = tempfile::tempdir().unwrap();
-    let f = write(t.path(), "m.toml", "[model]\n[[module]]\nname = \"a.{0..1023}.b{0..2047}\"\ntype = \"layernorm\"\nnormalized_shape = 4\n");
+    let f =
+        write(t.path(), "m.toml", "[model]\n[[module]]\nname = \"a.{0..1023}.b{0..2047}\"\ntype = \"layernorm\"\nnormalized_shape = 4\n");
     fails(&["trace", &f], 1, "expands to more than 1048576 names", 10);
 }
 
@@ -102,18 +103,31 @@ fn shared_operands_cannot_make_evaluation_exponential() {
 fn rank_names_and_element_counts_are_bounded() {
     let t = tempfile::tempdir().unwrap();
     let ones = vec!["1"; 33].join(",");
-    let f = write(t.path(), "rank.ir", &format!("module \"r\" seed=0\n%0 = full 0.0 : f32[{ones}]\nparam \"w\" : f32[{ones}] = %0, axes=[], init=\"zeros\"\n"));
+    let f = write(
+        t.path(),
+        "rank.ir",
+        &format!("module \"r\" seed=0\n%0 = full 0.0 : f32[{ones}]\nparam \"w\" : f32[{ones}] = %0, axes=[], init=\"zeros\"\n"),
+    );
     fails(&["trace", &f], 1, "rank 33 is above the limit of 32", 10);
-    let f = write(t.path(), "rank.toml", &format!("[model]\n[[module]]\nname = \"n\"\ntype = \"layernorm\"\nnormalized_shape = [{ones}]\n"));
+    let f =
+        write(t.path(), "rank.toml", &format!("[model]\n[[module]]\nname = \"n\"\ntype = \"layernorm\"\nnormalized_shape = [{ones}]\n"));
     fails(&["trace", &f], 1, "has rank 33 (at most 32)", 10);
     for (name, shown) in [("a\\u{0}b", "\\0"), ("a\\u{a}b", "\\n")] {
-        let f = write(t.path(), "name.ir", &format!("module \"r\" seed=0\n%0 = full 0.0 : f32[2]\nparam \"{name}\" : f32[2] = %0, axes=[], init=\"zeros\"\n"));
+        let f = write(
+            t.path(),
+            "name.ir",
+            &format!("module \"r\" seed=0\n%0 = full 0.0 : f32[2]\nparam \"{name}\" : f32[2] = %0, axes=[], init=\"zeros\"\n"),
+        );
         let err = fails(&["trace", &f], 1, "control character", 10);
         assert!(err.contains(shown), "{err}");
     }
     let f = write(t.path(), "name.toml", "[model]\n[[module]]\nname = \"a\\nb\"\ntype = \"layernorm\"\nnormalized_shape = 4\n");
     fails(&["trace", &f], 1, "control character", 10);
-    let f = write(t.path(), "huge.ir", "module \"r\" seed=0\n%0 = full 0.0 : f32[2251799813685249]\nparam \"w\" : f32[2251799813685249] = %0, axes=[], init=\"zeros\"\n");
+    let f = write(
+        t.path(),
+        "huge.ir",
+        "module \"r\" seed=0\n%0 = full 0.0 : f32[2251799813685249]\nparam \"w\" : f32[2251799813685249] = %0, axes=[], init=\"zeros\"\n",
+    );
     fails(&["trace", &f], 1, "above the limit of 2^50", 10);
 }
 
@@ -139,12 +153,16 @@ fn thread_counts_are_capped() {
 fn the_sharded_writer_keeps_one_file_open() {
     // 200 tensors, one file each, under a limit of 24 open files.
     let t = tempfile::tempdir().unwrap();
-    let f = write(t.path(), "many.toml", "[model]\n[[module]]\nname = \"l.{0..99}\"\ntype = \"linear\"\nin_features = 4\nout_features = 4\n");
+    let f =
+        write(t.path(), "many.toml", "[model]\n[[module]]\nname = \"l.{0..99}\"\ntype = \"linear\"\nin_features = 4\nout_features = 4\n");
     let out = t.path().join("out");
     let cmd = format!("ulimit -n 24 && exec {} run {f} --out {} --max-shard-size 1", env!("CARGO_BIN_EXE_initc"), out.display());
     let o = Command::new("sh").args(["-c", &cmd]).current_dir(root()).output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let shards = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with("-of-00200.safetensors")).count();
+    let shards = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with("-of-00200.safetensors"))
+        .count();
     assert_eq!(shards, 200);
 }
 
@@ -155,7 +173,12 @@ fn huge_shard_sizes_mean_one_file() {
     let o = initc(&["run", "examples/mlp.toml", "--out", out.to_str().unwrap(), "--max-shard-size", "18446744073709551615"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(out.join("model.safetensors").is_file());
-    fails(&["run", "examples/mlp.toml", "--out", out.to_str().unwrap(), "--max-shard-size", "18446744073709551616"], 2, "above 2^64-1 bytes", 10);
+    fails(
+        &["run", "examples/mlp.toml", "--out", out.to_str().unwrap(), "--max-shard-size", "18446744073709551616"],
+        2,
+        "above 2^64-1 bytes",
+        10,
+    );
     fails(&["run", "examples/mlp.toml", "--out", out.to_str().unwrap(), "--max-shard-size", "0"], 2, "at least 1 byte", 10);
 }
 
@@ -164,11 +187,16 @@ fn axis_names_must_be_words_the_text_ir_can_read_back() {
     // Found by the pipeline fuzzer: protobuf carried an axis name `emb{d` that the text printer
     // wrote and its parser could not read.
     let t = tempfile::tempdir().unwrap();
-    let mut m = initc_ir::parse("module \"a\" seed=0\n%0 = full 0.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[embed], init=\"zeros\"\n").unwrap();
+    let mut m =
+        initc_ir::parse("module \"a\" seed=0\n%0 = full 0.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[embed], init=\"zeros\"\n").unwrap();
     m.params[0].axes[0] = "emb{d".into();
     let pb = t.path().join("a.pb");
     std::fs::write(&pb, initc_proto::encode(&m)).unwrap();
     fails(&["trace", pb.to_str().unwrap()], 1, "axis name \"emb{d\" is not a word", 10);
-    let f = write(t.path(), "a.toml", "[model]\n[[module]]\nname = \"fc\"\ntype = \"linear\"\nin_features = 2\nout_features = 2\naxes = [\"out\", \"in put\"]\n");
+    let f = write(
+        t.path(),
+        "a.toml",
+        "[model]\n[[module]]\nname = \"fc\"\ntype = \"linear\"\nin_features = 2\nout_features = 2\naxes = [\"out\", \"in put\"]\n",
+    );
     fails(&["trace", &f], 1, "\"in put\" is not an axis name", 10);
 }

@@ -30,7 +30,12 @@ fn enum_errors_quote_the_value_and_list_the_choices() {
         ("bad_distribution", "`laplace`", "truncated_normal, normal or uniform"),
         ("bad_mode", "`fan_sideways`", "fan_in, fan_out or fan_avg"),
     ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_initc")).args(["trace", &format!("tests/errors/{file}.toml")]).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_initc"))
+            .args(["trace", &format!("tests/errors/{file}.toml")])
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(value) && err.contains(choices) && !err.contains("unrecognized"), "{file}: {err}");
     }

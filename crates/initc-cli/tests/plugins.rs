@@ -73,7 +73,11 @@ fn a_library_planted_in_dot_venv_is_not_loaded() {
     if o.status.code() == Some(1) {
         // No other plugin on this machine: the message names the planted one and how to use it.
         let e = err(&o);
-        assert!(e.contains("./.venv is not searched") && e.contains("--plugin ./.venv/lib/python3.11/site-packages/jax_plugins/xla_cuda13/xla_cuda_plugin.so"), "{e}");
+        assert!(
+            e.contains("./.venv is not searched")
+                && e.contains("--plugin ./.venv/lib/python3.11/site-packages/jax_plugins/xla_cuda13/xla_cuda_plugin.so"),
+            "{e}"
+        );
     }
     // Named explicitly, it is loaded (and refused: its table has no functions).
     let o = initc_in(t.path(), &["devices", "--plugin", so.to_str().unwrap()]);

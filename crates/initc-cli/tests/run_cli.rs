@@ -45,7 +45,8 @@ fn sharded_and_single_checkpoints_hold_the_same_tensors() {
     assert!(String::from_utf8_lossy(&o1.stdout).starts_with("digest "));
 
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(many.join("model.safetensors.index.json")).unwrap()).unwrap();
-    let files: std::collections::BTreeSet<String> = index["weight_map"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_string()).collect();
+    let files: std::collections::BTreeSet<String> =
+        index["weight_map"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_string()).collect();
     assert!(files.len() >= 3, "{files:?}");
     assert!(files.iter().all(|f| f.starts_with("model-") && f.ends_with(&format!("-of-{:05}.safetensors", files.len()))));
     let mut sharded: Vec<(String, Vec<u8>)> = files.iter().flat_map(|f| tensors(&many.join(f))).collect();
@@ -57,7 +58,8 @@ fn sharded_and_single_checkpoints_hold_the_same_tensors() {
     assert_eq!(manifest["seed"], 7);
     assert_eq!(format!("digest {}\n", manifest["digest"].as_str().unwrap()), String::from_utf8_lossy(&o1.stdout));
     // No temporary files left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(&one).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&one).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

@@ -103,7 +103,22 @@ fn verify_prints_one_line_per_mesh_and_the_run_digest() {
     let dir = tempfile::tempdir().unwrap();
     let o = initc(&["run", "examples/gpt2_tiny.toml", "--out", dir.path().to_str().unwrap()]);
     let run_digest = text(&o.stdout);
-    let o = initc(&["verify", "examples/gpt2_tiny.toml", "--rules", "fsdp+tp", "--mesh", "fsdp=4", "--mesh", "fsdp=2,tp=2", "--mesh", "dp=2,tp=2", "--mesh", "tp=3", "--uneven", "pad"]);
+    let o = initc(&[
+        "verify",
+        "examples/gpt2_tiny.toml",
+        "--rules",
+        "fsdp+tp",
+        "--mesh",
+        "fsdp=4",
+        "--mesh",
+        "fsdp=2,tp=2",
+        "--mesh",
+        "dp=2,tp=2",
+        "--mesh",
+        "tp=3",
+        "--uneven",
+        "pad",
+    ]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let out = text(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
@@ -121,7 +136,10 @@ fn sharding_errors_point_into_the_file_or_name_the_flag() {
     let o = initc(&["verify", "examples/gpt2_tiny.toml", "--rules", "fsdp+tp", "--mesh", "tp=3"]);
     assert_eq!(o.status.code(), Some(1));
     let e = text(&o.stderr);
-    assert!(e.contains("built-in rule set `fsdp+tp`, parameter `transformer.wte.weight`: dim 0 (size 500) is not divisible by tp = 3"), "{e}");
+    assert!(
+        e.contains("built-in rule set `fsdp+tp`, parameter `transformer.wte.weight`: dim 0 (size 500) is not divisible by tp = 3"),
+        "{e}"
+    );
     assert!(e.contains("uneven = \"pad\""), "{e}");
     let o = initc(&["plan", "tests/errors/shard_unknown_axis.toml"]);
     let e = text(&o.stderr);

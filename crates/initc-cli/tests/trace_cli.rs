@@ -45,12 +45,19 @@ fn text_and_proto_outputs_read_back_to_the_same_ir() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&txt).unwrap().permissions().mode() & 0o777, 0o644, "written files are 0644, not the temp file's 0600");
+            assert_eq!(
+                std::fs::metadata(&txt).unwrap().permissions().mode() & 0o777,
+                0o644,
+                "written files are 0644, not the temp file's 0600"
+            );
         }
         let direct = initc(&["trace", &src]).stdout;
         assert_eq!(initc(&["trace", txt.to_str().unwrap()]).stdout, direct);
         assert_eq!(initc(&["trace", pb.to_str().unwrap()]).stdout, direct, "{example}: protobuf keeps mesh and shardings");
-        assert_eq!(String::from_utf8(direct).unwrap(), std::fs::read_to_string(root().join(format!("tests/golden/ir/{example}.ir"))).unwrap());
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            std::fs::read_to_string(root().join(format!("tests/golden/ir/{example}.ir"))).unwrap()
+        );
     }
     // An IR file with a mesh re-shards with --mesh and --rules.
     let pb = dir.path().join("llama3_tiny_sharded.pb");

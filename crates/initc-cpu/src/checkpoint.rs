@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::eval::Evaluator;
 use crate::fault::{self, Faulty};
 use crate::publish::{PublishError, Staged};
-use crate::region::{materialize, Region};
+use crate::region::{Region, materialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -20,7 +20,9 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Publish(#[from] PublishError),
-    #[error("{file}: the safetensors header of {tensors} tensors would be {bytes} bytes, above the {MAX_HEADER_BYTES} readers accept (Python safetensors: \"header too large\"); split the checkpoint with --max-shard-size")]
+    #[error(
+        "{file}: the safetensors header of {tensors} tensors would be {bytes} bytes, above the {MAX_HEADER_BYTES} readers accept (Python safetensors: \"header too large\"); split the checkpoint with --max-shard-size"
+    )]
     HeaderTooLarge { file: String, tensors: usize, bytes: u64 },
     #[error("a device's shards need a sharded module (give a mesh: [mesh] or --mesh)")]
     NoMesh,
@@ -145,7 +147,13 @@ fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &
     for &i in members {
         let it = &items[i];
         let b = it.bytes();
-        h += &format!(",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{off},{}]}}", serde_json::Value::from(it.param.fqn.as_str()), it.param.ty.dtype.safetensors_name(), list(&it.region.shape), off + b);
+        h += &format!(
+            ",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{off},{}]}}",
+            serde_json::Value::from(it.param.fqn.as_str()),
+            it.param.ty.dtype.safetensors_name(),
+            list(&it.region.shape),
+            off + b
+        );
         off += b;
     }
     h.push('}');
@@ -162,11 +170,24 @@ fn header(m: &Module, seed: u64, device: Option<u64>, items: &[Item], members: &
 
 /// Writes the checkpoint of `m` for `seed` into `dir` (the whole model, or one device's
 /// shards). `progress(bytes)` is called as data is written.
-pub fn write_checkpoint(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync)) -> Result<Written, CheckpointError> {
+pub fn write_checkpoint(
+    m: &Module,
+    seed: u64,
+    dir: &Path,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Written, CheckpointError> {
     let ev = Evaluator::new(m, seed);
-    write_checkpoint_from(m, seed, dir, opts, progress, &|p: &Param, region: &Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
-        materialize(&ev, p.value, &p.ty.shape, region, sink)
-    })
+    write_checkpoint_from(
+        m,
+        seed,
+        dir,
+        opts,
+        progress,
+        &|p: &Param, region: &Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+            materialize(&ev, p.value, &p.ty.shape, region, sink)
+        },
+    )
 }
 
 /// Where a checkpoint's bytes come from: `fill(param, region, sink)` passes the region's
@@ -176,7 +197,14 @@ pub type Fill<'a> = dyn Fn(&Param, &Region, &mut dyn FnMut(&[u8]) -> std::io::Re
 /// [`write_checkpoint`] with the data from `fill` (e.g. buffers copied back from a device)
 /// instead of the CPU engine. The checkpoint is written into a staging directory beside `dir`
 /// and replaces `dir` in one step ([`Staged`]); one file is open at a time.
-pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+pub fn write_checkpoint_from(
+    m: &Module,
+    seed: u64,
+    dir: &Path,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    fill: &Fill,
+) -> Result<Written, CheckpointError> {
     items(m, opts.device)?; // a bad device fails before anything is locked or created
     let staged = Staged::begin(dir, checkpoint_contents)?;
     let out = write_files(m, seed, staged.path(), dir, opts, progress, fill)?;
@@ -186,11 +214,20 @@ pub fn write_checkpoint_from(m: &Module, seed: u64, dir: &Path, opts: &WriteOpti
 
 /// The checkpoint's files, written into the empty directory `into` (`shown` is the directory
 /// errors name: where they will be published).
-fn write_files(m: &Module, seed: u64, into: &Path, shown_dir: &Path, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+fn write_files(
+    m: &Module,
+    seed: u64,
+    into: &Path,
+    shown_dir: &Path,
+    opts: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    fill: &Fill,
+) -> Result<Written, CheckpointError> {
     let items = items(m, opts.device)?;
     let groups = plan_files(&items, opts.max_shard_bytes);
     let n = groups.len();
-    let names: Vec<String> = if n == 1 { vec!["model.safetensors".into()] } else { (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect() };
+    let names: Vec<String> =
+        if n == 1 { vec!["model.safetensors".into()] } else { (1..=n).map(|k| format!("model-{k:05}-of-{n:05}.safetensors")).collect() };
     let mut written: Vec<Option<WrittenParam>> = vec![None; items.len()];
     for (members, name) in groups.iter().zip(&names) {
         let path = into.join(name);
@@ -208,7 +245,14 @@ fn write_files(m: &Module, seed: u64, into: &Path, shown_dir: &Path, opts: &Writ
                 w.write_all(b)
             })
             .map_err(io(&shown))?;
-            written[i] = Some(WrittenParam { fqn: it.param.fqn.clone(), file: name.clone(), sha256: h.finalize().into(), bytes: it.bytes(), offset: it.region.offset.clone(), shape: it.region.shape.clone() });
+            written[i] = Some(WrittenParam {
+                fqn: it.param.fqn.clone(),
+                file: name.clone(),
+                sha256: h.finalize().into(),
+                bytes: it.bytes(),
+                offset: it.region.offset.clone(),
+                shape: it.region.shape.clone(),
+            });
         }
         w.flush().map_err(io(&shown))?;
         drop(w);
@@ -219,7 +263,13 @@ fn write_files(m: &Module, seed: u64, into: &Path, shown_dir: &Path, opts: &Writ
     for p in &params {
         all.update(p.sha256);
     }
-    let out = Written { digest: all.finalize().into(), total_bytes: params.iter().map(|p| p.bytes).sum(), params, files: names.clone(), device: opts.device };
+    let out = Written {
+        digest: all.finalize().into(),
+        total_bytes: params.iter().map(|p| p.bytes).sum(),
+        params,
+        files: names.clone(),
+        device: opts.device,
+    };
     if n > 1 {
         let map: serde_json::Map<String, serde_json::Value> = out.params.iter().map(|p| (p.fqn.clone(), p.file.clone().into())).collect();
         let index = serde_json::json!({"metadata": {"total_size": out.total_bytes}, "weight_map": map});
@@ -245,7 +295,14 @@ impl DeviceSet {
     }
 
     /// Writes `DIR/device-K` for `opts.device = Some(K)` (into the staging directory).
-    pub fn write(&self, m: &Module, seed: u64, opts: &WriteOptions, progress: &(dyn Fn(u64) + Sync), fill: &Fill) -> Result<Written, CheckpointError> {
+    pub fn write(
+        &self,
+        m: &Module,
+        seed: u64,
+        opts: &WriteOptions,
+        progress: &(dyn Fn(u64) + Sync),
+        fill: &Fill,
+    ) -> Result<Written, CheckpointError> {
         let Some(device) = opts.device else { return Err(CheckpointError::NoMesh) };
         let name = format!("device-{device}");
         let into = self.staged.path().join(&name);
@@ -268,7 +325,9 @@ pub fn device_set_contents(dir: &Path) -> Result<(), String> {
         if device && e.file_type().is_ok_and(|t| t.is_dir()) {
             checkpoint_contents(&e.path()).map_err(|r| format!("{name} {r}"))?;
         } else if !(name.starts_with(".device-") && (name.ends_with(".lock") || name.contains(".initc-tmp-"))) {
-            return Err(format!("holds {name}, which is no device-K checkpoint. A run replaces the whole directory; give a new or empty one, or remove it"));
+            return Err(format!(
+                "holds {name}, which is no device-K checkpoint. A run replaces the whole directory; give a new or empty one, or remove it"
+            ));
         }
     }
     Ok(())
@@ -282,7 +341,10 @@ pub fn checkpoint_contents(dir: &Path) -> Result<(), String> {
     for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let is_file = e.file_type().is_ok_and(|t| t.is_file());
-        let ours = matches!(name.as_str(), "manifest.json" | "model.safetensors" | "model.safetensors.index.json") || is_shard_file(&name) || (name.starts_with(".model") && name.ends_with(".partial")) || name.starts_with(".tmp");
+        let ours = matches!(name.as_str(), "manifest.json" | "model.safetensors" | "model.safetensors.index.json")
+            || is_shard_file(&name)
+            || (name.starts_with(".model") && name.ends_with(".partial"))
+            || name.starts_with(".tmp");
         if !(ours && is_file) {
             foreign.push(if is_file { name } else { format!("{name} (not a file)") });
         }
@@ -293,7 +355,10 @@ pub fn checkpoint_contents(dir: &Path) -> Result<(), String> {
     foreign.sort();
     let shown: Vec<&str> = foreign.iter().take(3).map(String::as_str).collect();
     let more = if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() };
-    Err(format!("holds what no initc checkpoint holds: {}{more}. A run replaces the whole directory; give a new or empty one, or remove those", shown.join(", ")))
+    Err(format!(
+        "holds what no initc checkpoint holds: {}{more}. A run replaces the whole directory; give a new or empty one, or remove those",
+        shown.join(", ")
+    ))
 }
 
 /// `model-00001-of-00003.safetensors`.
@@ -372,7 +437,14 @@ mod tests {
         let mut m = b.finish();
         let pad = "x".repeat(3990);
         for i in 0..25_000 {
-            m.params.push(Param { fqn: format!("{pad}{i:05}"), ty: ty.clone(), value: z, axes: vec![], init: String::new(), sharding: None });
+            m.params.push(Param {
+                fqn: format!("{pad}{i:05}"),
+                ty: ty.clone(),
+                value: z,
+                axes: vec![],
+                init: String::new(),
+                sharding: None,
+            });
         }
         initc_ir::verify(&m).unwrap();
         let items = items(&m, None).unwrap();

@@ -4,9 +4,9 @@
 //! XLA:CPU's own; `exp`, `pow` use libm and may differ from XLA:CPU by an ulp.
 
 use initc_ir::{BinaryOp, CmpDir, DType, UnaryOp};
-use initc_rng::{xla_cpu, Half};
+use initc_rng::{Half, xla_cpu};
 
-use crate::buf::{half_of, Buf};
+use crate::buf::{Buf, half_of};
 
 fn f32_unary(op: UnaryOp, x: f32) -> f32 {
     match op {
@@ -39,8 +39,20 @@ macro_rules! float_binary {
                 BinaryOp::Sub => a - b,
                 BinaryOp::Mul => a * b,
                 BinaryOp::Div => a / b,
-                BinaryOp::Max => if a.is_nan() || b.is_nan() { <$t>::NAN } else { a.max(b) },
-                BinaryOp::Min => if a.is_nan() || b.is_nan() { <$t>::NAN } else { a.min(b) },
+                BinaryOp::Max => {
+                    if a.is_nan() || b.is_nan() {
+                        <$t>::NAN
+                    } else {
+                        a.max(b)
+                    }
+                }
+                BinaryOp::Min => {
+                    if a.is_nan() || b.is_nan() {
+                        <$t>::NAN
+                    } else {
+                        a.min(b)
+                    }
+                }
                 BinaryOp::Pow => a.powf(b),
             }
         }
@@ -61,7 +73,13 @@ macro_rules! int_binary {
                 BinaryOp::Add => a.wrapping_add(b),
                 BinaryOp::Sub => a.wrapping_sub(b),
                 BinaryOp::Mul => a.wrapping_mul(b),
-                BinaryOp::Div => if b == 0 { !0 } else { a.wrapping_div(b) },
+                BinaryOp::Div => {
+                    if b == 0 {
+                        !0
+                    } else {
+                        a.wrapping_div(b)
+                    }
+                }
                 BinaryOp::Max => a.max(b),
                 BinaryOp::Min => a.min(b),
                 BinaryOp::Pow => a, // rejected by the verifier (pow is float-only)

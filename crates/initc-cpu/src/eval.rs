@@ -5,7 +5,7 @@
 use initc_ir::{DType, Module, Op, Type, Value};
 use initc_rng::{self as rng, Indices, Key, TruncBounds};
 
-use crate::buf::{half_of, Buf};
+use crate::buf::{Buf, half_of};
 use crate::elementwise as ew;
 
 /// A set of flat indices into a node's shape.
@@ -168,9 +168,15 @@ impl<'m> Evaluator<'m> {
             Op::Broadcast { x, dims } => {
                 let xs = &self.m.ty(*x).shape;
                 let (rs, xst) = (strides(&ty.shape), strides(xs));
-                self.eval(*x, &idx.map(|i| {
-                    dims.iter().enumerate().map(|(k, &d)| if xs[k] == 1 { 0 } else { (i / rs[d as usize]) % ty.shape[d as usize] * xst[k] }).sum()
-                }))
+                self.eval(
+                    *x,
+                    &idx.map(|i| {
+                        dims.iter()
+                            .enumerate()
+                            .map(|(k, &d)| if xs[k] == 1 { 0 } else { (i / rs[d as usize]) % ty.shape[d as usize] * xst[k] })
+                            .sum()
+                    }),
+                )
             }
             Op::Transpose { x, perm } => {
                 let xst = strides(&self.m.ty(*x).shape);
@@ -192,9 +198,10 @@ impl<'m> Evaluator<'m> {
     fn binary(&self, v: Value, op: initc_ir::BinaryOp, a: Value, b: Value, idx: &Idx) -> Buf {
         use initc_ir::BinaryOp::{Add, Mul};
         if op == Mul
-            && let Some((key, c)) = self.reassociated_normal(v) {
-                return Buf::F32(self.erf_inv_of_normal(key, idx).into_iter().map(|e| e * c).collect());
-            }
+            && let Some((key, c)) = self.reassociated_normal(v)
+        {
+            return Buf::F32(self.erf_inv_of_normal(key, idx).into_iter().map(|e| e * c).collect());
+        }
         if op == Add && self.m.ty(a).dtype == DType::F32 {
             for (m, other) in [(a, b), (b, a)] {
                 if self.uses[m.index()] != 1 {
@@ -212,11 +219,12 @@ impl<'m> Evaluator<'m> {
         // A constant f32 operand is applied as a scalar instead of a materialized buffer.
         if self.m.ty(a).dtype == DType::F32
             && let Some(c) = self.const_f32(b)
-                && let Buf::F32(mut x) = self.eval(a, idx) {
-                    let f = ew::f32_binary_fn(op);
-                    x.iter_mut().for_each(|v| *v = f(*v, c));
-                    return Buf::F32(x);
-                }
+            && let Buf::F32(mut x) = self.eval(a, idx)
+        {
+            let f = ew::f32_binary_fn(op);
+            x.iter_mut().for_each(|v| *v = f(*v, c));
+            return Buf::F32(x);
+        }
         ew::binary(op, self.eval(a, idx), self.eval(b, idx))
     }
 
@@ -299,10 +307,14 @@ impl<'m> Evaluator<'m> {
                 let c = (i / rs[dim]) % ty.shape[dim];
                 if (offset..offset + xt.shape[dim]).contains(&c) {
                     pos.push(j);
-                    src.push((0..ty.rank()).map(|k| {
-                        let r = (i / rs[k]) % ty.shape[k];
-                        (if k == dim { r - offset } else { r }) * xst[k]
-                    }).sum());
+                    src.push(
+                        (0..ty.rank())
+                            .map(|k| {
+                                let r = (i / rs[k]) % ty.shape[k];
+                                (if k == dim { r - offset } else { r }) * xst[k]
+                            })
+                            .sum(),
+                    );
                 }
             }
             if !pos.is_empty() {

@@ -13,8 +13,8 @@
 //! point is a no-op that reads one atomic counter. `crates/initc-cli/tests/faults.rs` drives it.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A step of the writer that can be made to fail.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -26,7 +26,8 @@ pub enum Point {
     Remove,
 }
 
-const POINTS: [(&str, Point); 5] = [("create", Point::Create), ("write", Point::Write), ("fsync", Point::Fsync), ("rename", Point::Rename), ("remove", Point::Remove)];
+const POINTS: [(&str, Point); 5] =
+    [("create", Point::Create), ("write", Point::Write), ("fsync", Point::Fsync), ("rename", Point::Rename), ("remove", Point::Remove)];
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Action {

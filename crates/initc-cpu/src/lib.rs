@@ -16,8 +16,11 @@ mod region;
 mod verify;
 
 pub use buf::Buf;
-pub use checkpoint::{checkpoint_contents, device_set_contents, hex, manifest_json, write_checkpoint, write_checkpoint_from, CheckpointError, DeviceSet, Fill, WriteOptions, Written, WrittenParam};
+pub use checkpoint::{
+    CheckpointError, DeviceSet, Fill, WriteOptions, Written, WrittenParam, checkpoint_contents, device_set_contents, hex, manifest_json,
+    write_checkpoint, write_checkpoint_from,
+};
 pub use elementwise::{binary, unary};
-pub use eval::{strides, Evaluator, Idx};
-pub use region::{materialize, Region, CHUNK};
-pub use verify::{verify_shardings, MeshOutcome, Mismatch, VerifyError, VerifyOutcome};
+pub use eval::{Evaluator, Idx, strides};
+pub use region::{CHUNK, Region, materialize};
+pub use verify::{MeshOutcome, Mismatch, VerifyError, VerifyOutcome, verify_shardings};

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fault::{hit, Point};
+use crate::fault::{Point, hit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -91,7 +91,9 @@ impl Staged {
         }
         remove_leftovers(&parent, &name)?;
         match std::fs::metadata(&abs) {
-            Ok(md) if !md.is_dir() => return Err(PublishError::Refused { path: target.to_path_buf(), reason: "is not a directory".into() }),
+            Ok(md) if !md.is_dir() => {
+                return Err(PublishError::Refused { path: target.to_path_buf(), reason: "is not a directory".into() });
+            }
             Ok(_) => replaceable(&abs).map_err(|reason| PublishError::Refused { path: target.to_path_buf(), reason })?,
             Err(_) => {}
         }
@@ -199,7 +201,8 @@ fn exchange(new: &Path, target: &Path) -> io::Result<()> {
         let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
         let (a, b) = (c(new)?, c(target)?);
         // SAFETY: both are NUL-terminated paths that outlive the call.
-        let r = unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
         if r == 0 {
             return Ok(());
         }

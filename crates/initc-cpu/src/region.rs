@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::eval::{strides, Evaluator, Idx};
+use crate::eval::{Evaluator, Idx, strides};
 use initc_ir::Value;
 pub use initc_shard::Region;
 
@@ -60,7 +60,13 @@ impl Runs {
 /// Materializes `region` of node `value` (of global shape `global`) as little-endian bytes in
 /// row-major order of the region, handing consecutive pieces to `sink`. Work is parallel;
 /// memory stays O(threads × CHUNK).
-pub fn materialize<E>(ev: &Evaluator, value: Value, global: &[u64], region: &Region, mut sink: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+pub fn materialize<E>(
+    ev: &Evaluator,
+    value: Value,
+    global: &[u64],
+    region: &Region,
+    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let runs = Runs::new(global, region);
     let group = (rayon::current_num_threads() * 4) as u64;
     let mut i = 0;

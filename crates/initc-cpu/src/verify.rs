@@ -7,7 +7,7 @@ use initc_ir::Module;
 use sha2::{Digest, Sha256};
 
 use crate::eval::Evaluator;
-use crate::region::{materialize, Region};
+use crate::region::{Region, materialize};
 
 /// The first difference found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,12 +58,19 @@ pub enum VerifyError {
 
 /// Checks every sharded variant of `reference` (same nodes and parameters, each with a mesh).
 /// `progress(bytes)` counts materialized bytes.
-pub fn verify_shardings(reference: &Module, sharded: &[Module], seed: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyOutcome, VerifyError> {
+pub fn verify_shardings(
+    reference: &Module,
+    sharded: &[Module],
+    seed: u64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<VerifyOutcome, VerifyError> {
     for (index, m) in sharded.iter().enumerate() {
         if m.mesh.is_none() {
             return Err(VerifyError::NoMesh { index });
         }
-        let same = m.nodes == reference.nodes && m.params.len() == reference.params.len() && m.params.iter().zip(&reference.params).all(|(a, b)| a.fqn == b.fqn && a.value == b.value && a.ty == b.ty);
+        let same = m.nodes == reference.nodes
+            && m.params.len() == reference.params.len()
+            && m.params.iter().zip(&reference.params).all(|(a, b)| a.fqn == b.fqn && a.value == b.value && a.ty == b.ty);
         if !same {
             return Err(VerifyError::Different { index });
         }
@@ -86,7 +93,8 @@ pub fn verify_shardings(reference: &Module, sharded: &[Module], seed: u64, progr
             let assembled = assemble(&ev, m, pi, progress, &mut out.shard_bytes, &mut out.mismatch);
             mesh_digests[mi].update(Sha256::digest(&assembled));
             if out.mismatch.is_none() {
-                out.mismatch = first_difference(&full, &assembled, p.ty.dtype.size_bytes() as usize, &p.ty.shape).map(|(index, expected, found)| Mismatch { fqn: p.fqn.clone(), index, device: None, expected, found });
+                out.mismatch = first_difference(&full, &assembled, p.ty.dtype.size_bytes() as usize, &p.ty.shape)
+                    .map(|(index, expected, found)| Mismatch { fqn: p.fqn.clone(), index, device: None, expected, found });
             }
         }
     }
@@ -108,7 +116,14 @@ fn bytes_of(ev: &Evaluator, v: initc_ir::Value, global: &[u64], r: &Region, prog
 
 /// Reassembles parameter `pi` of `m` from every device's shard. A replica that differs from
 /// the first copy of its region is recorded in `mismatch`.
-fn assemble(ev: &Evaluator, m: &Module, pi: usize, progress: &(dyn Fn(u64) + Sync), shard_bytes: &mut u64, mismatch: &mut Option<Mismatch>) -> Vec<u8> {
+fn assemble(
+    ev: &Evaluator,
+    m: &Module,
+    pi: usize,
+    progress: &(dyn Fn(u64) + Sync),
+    shard_bytes: &mut u64,
+    mismatch: &mut Option<Mismatch>,
+) -> Vec<u8> {
     let p = &m.params[pi];
     let (Some(mesh), Some(s)) = (&m.mesh, &p.sharding) else { return Vec::new() };
     let elem = p.ty.dtype.size_bytes() as usize;

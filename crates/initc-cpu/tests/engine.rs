@@ -1,7 +1,7 @@
 //! The CPU engine against JAX (initializer goldens through the real initializer lowering) and
 //! against itself (any rectangular region equals the same slice of the full tensor).
 
-use initc_cpu::{materialize, Evaluator, Idx, Region, Buf};
+use initc_cpu::{Buf, Evaluator, Idx, Region, materialize};
 use initc_frontend::{Distribution, FanMode, Init, Tracer};
 use initc_ir::{DType, Module, Type};
 use proptest::prelude::*;

@@ -3,7 +3,7 @@
 //! reassembled, equals the unsharded tensor bit for bit, and the digest equals the one
 //! `write_checkpoint` records. Also: a device checkpoint holds exactly its regions.
 
-use initc_cpu::{verify_shardings, write_checkpoint, WriteOptions};
+use initc_cpu::{WriteOptions, verify_shardings, write_checkpoint};
 use initc_frontend::{Init, Tracer};
 use initc_ir::{DType, Mesh, Module, Sharding, Type, Uneven};
 use proptest::prelude::*;
@@ -106,9 +106,12 @@ fn a_device_checkpoint_holds_its_regions_with_offsets() {
 /// `DIR/device-K` for every device of `s`'s mesh, written and published as one set.
 fn write_set(s: &Module, seed: u64, dir: &std::path::Path) -> Vec<[u8; 32]> {
     let ev = initc_cpu::Evaluator::new(s, seed);
-    let fill = |p: &initc_ir::Param, r: &initc_cpu::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| initc_cpu::materialize(&ev, p.value, &p.ty.shape, r, sink);
+    let fill = |p: &initc_ir::Param, r: &initc_cpu::Region, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+        initc_cpu::materialize(&ev, p.value, &p.ty.shape, r, sink)
+    };
     // What readers see: each device's manifest (or none).
-    let visible = || -> Vec<Option<Vec<u8>>> { (0..8).map(|d| std::fs::read(dir.join(format!("device-{d}/manifest.json"))).ok()).collect() };
+    let visible =
+        || -> Vec<Option<Vec<u8>>> { (0..8).map(|d| std::fs::read(dir.join(format!("device-{d}/manifest.json"))).ok()).collect() };
     let before = visible();
     let set = initc_cpu::DeviceSet::begin(dir).unwrap();
     let mut digests = vec![];
@@ -135,7 +138,8 @@ fn device_sets_are_published_together_and_replace_other_meshes_sets() {
     };
     assert_eq!(names(&dir), ["device-0", "device-1", "device-2", "device-3", "device-4", "device-5"]);
     for (k, d) in first.iter().enumerate() {
-        let man: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("device-{k}/manifest.json"))).unwrap()).unwrap();
+        let man: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("device-{k}/manifest.json"))).unwrap()).unwrap();
         assert_eq!(man["shard_digest"], initc_cpu::hex(d));
     }
     let two = sharded(&m, &[2], &[vec![0], vec![0], vec![2], vec![3]], true);

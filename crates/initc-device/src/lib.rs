@@ -18,10 +18,10 @@ mod plan;
 mod runtime;
 mod verify;
 
-pub use pack::{batch_statics, device_tables, draw_key, le_bytes, pack_static, table_specs, ChainOp, TableSpec};
-pub use plan::{region_of, Batch, DeviceLaunches, DevicePlan, Launch, Program, FUSE};
-pub use runtime::{assign, element_type, DeviceShards, ExecuteSpan, Materialized, Materializer, Shard, DEFAULT_THREADS, MAX_BATCH};
-pub use verify::{to_host, verify, ShardCheck, F32_SCALE_TOLERANCE, F32_ULPS};
+pub use pack::{ChainOp, TableSpec, batch_statics, device_tables, draw_key, le_bytes, pack_static, table_specs};
+pub use plan::{Batch, DeviceLaunches, DevicePlan, FUSE, Launch, Program, region_of};
+pub use runtime::{DEFAULT_THREADS, DeviceShards, ExecuteSpan, MAX_BATCH, Materialized, Materializer, Shard, assign, element_type};
+pub use verify::{F32_SCALE_TOLERANCE, F32_ULPS, ShardCheck, to_host, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -42,7 +42,9 @@ pub enum DeviceError {
 impl DeviceError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            DeviceError::TooFewDevices { .. } => Some("use a smaller mesh, or `--device K` to materialize one mesh device's shards on one accelerator"),
+            DeviceError::TooFewDevices { .. } => {
+                Some("use a smaller mesh, or `--device K` to materialize one mesh device's shards on one accelerator")
+            }
             _ => None,
         }
     }

@@ -118,20 +118,29 @@ impl TableSpec {
 /// The tables of `launch`'s table arguments (its [`Slot::Bf16Table`]s, in order): arguments
 /// 1, 2, ...
 pub fn table_specs(m: &Module, ev: &Evaluator, launch: &Launch) -> Vec<TableSpec> {
-    launch.values.iter().filter_map(|v| match v {
-        HostValue::Bf16Table(t) => Some(table_spec(m, ev, *t)),
-        _ => None,
-    }).collect()
+    launch
+        .values
+        .iter()
+        .filter_map(|v| match v {
+            HostValue::Bf16Table(t) => Some(table_spec(m, ev, *t)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn table_spec(m: &Module, ev: &Evaluator, v: initc_ir::Value) -> TableSpec {
     let Some((draw, chain)) = initc_stablehlo::table_chain(m, v) else {
         return TableSpec { draw: draw_key(&bf16_draw(m, v)), ops: Vec::new() };
     };
-    let ops = chain.iter().map(|step| match *step {
-        ChainStep::Unary(op) => ChainOp::Unary(op),
-        ChainStep::Binary { op, constant, constant_first } => ChainOp::Binary { op, constant: bits(ev, &HostValue::Scalar(constant)) as u16, constant_first },
-    }).collect();
+    let ops = chain
+        .iter()
+        .map(|step| match *step {
+            ChainStep::Unary(op) => ChainOp::Unary(op),
+            ChainStep::Binary { op, constant, constant_first } => {
+                ChainOp::Binary { op, constant: bits(ev, &HostValue::Scalar(constant)) as u16, constant_first }
+            }
+        })
+        .collect();
     TableSpec { draw: draw_key(&bf16_draw(m, draw)), ops }
 }
 
@@ -168,12 +177,19 @@ pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launc
 /// group of `fuse` launches, each launch's words one after the other (the arguments of
 /// `initc_stablehlo::batched_program`; one vector for a single launch).
 pub fn batch_statics(m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches, batch: &Batch, fuse: usize) -> Vec<Vec<u32>> {
-    batch.launches.chunks(fuse.max(1)).map(|group| {
-        group.iter().flat_map(|&k| {
-            let l = &dl.launches[k];
-            pack_static(m, ev, &plan.programs[l.program], l)
-        }).collect()
-    }).collect()
+    batch
+        .launches
+        .chunks(fuse.max(1))
+        .map(|group| {
+            group
+                .iter()
+                .flat_map(|&k| {
+                    let l = &dl.launches[k];
+                    pack_static(m, ev, &plan.programs[l.program], l)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A device's table arguments: each distinct [`TableSpec`] once, and per launch the indices
@@ -181,14 +197,23 @@ pub fn batch_statics(m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceL
 pub fn device_tables(m: &Module, ev: &Evaluator, dl: &DeviceLaunches) -> (Vec<TableSpec>, Vec<Vec<usize>>) {
     let mut specs: Vec<TableSpec> = Vec::new();
     let mut index: HashMap<TableSpec, usize> = HashMap::new();
-    let uses = dl.launches.iter().map(|l| {
-        if l.region.numel() == 0 {
-            return Vec::new();
-        }
-        table_specs(m, ev, l).into_iter().map(|spec| *index.entry(spec.clone()).or_insert_with(|| {
-            specs.push(spec);
-            specs.len() - 1
-        })).collect()
-    }).collect();
+    let uses = dl
+        .launches
+        .iter()
+        .map(|l| {
+            if l.region.numel() == 0 {
+                return Vec::new();
+            }
+            table_specs(m, ev, l)
+                .into_iter()
+                .map(|spec| {
+                    *index.entry(spec.clone()).or_insert_with(|| {
+                        specs.push(spec);
+                        specs.len() - 1
+                    })
+                })
+                .collect()
+        })
+        .collect();
     (specs, uses)
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use initc_ir::{DType, Module};
-use initc_shard::{device_region, Region};
-use initc_stablehlo::{shard_program, HostValue, Slot};
+use initc_shard::{Region, device_region};
+use initc_stablehlo::{HostValue, Slot, shard_program};
 use rayon::prelude::*;
 
 use crate::DeviceError;
@@ -108,7 +108,14 @@ impl DevicePlan {
             let mut launches = Vec::with_capacity(emitted.len());
             for (param, region, sp) in emitted {
                 let program = *index.entry(sp.text.clone()).or_insert_with(|| {
-                    programs.push(Program { text: sp.text, slots: sp.slots, shape: sp.shape, dtype: sp.dtype, summary: sp.summary, launches: 0 });
+                    programs.push(Program {
+                        text: sp.text,
+                        slots: sp.slots,
+                        shape: sp.shape,
+                        dtype: sp.dtype,
+                        summary: sp.summary,
+                        launches: 0,
+                    });
                     programs.len() - 1
                 });
                 programs[program].launches += 1;

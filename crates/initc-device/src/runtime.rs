@@ -1,6 +1,6 @@
 //! Compiling the shard programs and launching them on PJRT devices.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable
 use rayon::prelude::*;
 
 use crate::plan::{Batch, DeviceLaunches, DevicePlan, FUSE};
-use crate::{pack, DeviceError};
+use crate::{DeviceError, pack};
 
 /// One parameter shard living on a device.
 #[derive(Debug)]
@@ -126,7 +126,15 @@ struct Statics {
 }
 
 /// Packs and starts uploading the static words of a device's batches for the evaluator's seed.
-fn upload_statics(client: &Client, device: &Device, m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches, batches: &[Batch]) -> Result<(Vec<Vec<Buffer>>, Vec<initc_pjrt::Upload>), DeviceError> {
+fn upload_statics(
+    client: &Client,
+    device: &Device,
+    m: &Module,
+    ev: &Evaluator,
+    plan: &DevicePlan,
+    dl: &DeviceLaunches,
+    batches: &[Batch],
+) -> Result<(Vec<Vec<Buffer>>, Vec<initc_pjrt::Upload>), DeviceError> {
     let mut bufs = Vec::with_capacity(batches.len());
     let mut pending = Vec::with_capacity(batches.len());
     for b in batches {
@@ -174,7 +182,14 @@ impl ShardMeta {
     }
 
     fn with(&self, buffer: Buffer) -> Shard {
-        Shard { param: self.param, fqn: self.fqn.clone(), offset: self.offset.clone(), shape: self.shape.clone(), dtype: self.dtype, buffer }
+        Shard {
+            param: self.param,
+            fqn: self.fqn.clone(),
+            offset: self.offset.clone(),
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            buffer,
+        }
     }
 }
 
@@ -232,10 +247,26 @@ impl DeviceState {
             let res = self.executables[batch.executable].execute_on(&self.device, &args)?;
             let returned = start.elapsed();
             if res.len() != batch.launches.len() {
-                return Err(DeviceError::Internal(format!("executable {} returned {} buffers for {} launches", batch.executable, res.len(), batch.launches.len())));
+                return Err(DeviceError::Internal(format!(
+                    "executable {} returned {} buffers for {} launches",
+                    batch.executable,
+                    res.len(),
+                    batch.launches.len()
+                )));
             }
             let elements = batch.launches.iter().map(|&k| self.shards[k].numel()).sum();
-            spans.push((b, ExecuteSpan { thread: t, executable: batch.executable, launches: batch.launches.len(), elements, call, returned, ready: Duration::ZERO }));
+            spans.push((
+                b,
+                ExecuteSpan {
+                    thread: t,
+                    executable: batch.executable,
+                    launches: batch.launches.len(),
+                    elements,
+                    call,
+                    returned,
+                    ready: Duration::ZERO,
+                },
+            ));
             // Describing the shards here, while the device works, keeps it off the end of the run.
             out.extend(batch.launches.iter().zip(res).map(|(&k, buf)| (k, self.shards[k].with(buf))));
         }
@@ -270,7 +301,13 @@ impl<'m> Materializer<'m> {
     /// [`Materializer::new`] with at most `max_batch` launches per PJRT execute (1: one
     /// execute per launch; `None`: [`crate::Program::default_batch`]; larger batches cost
     /// compile time).
-    pub fn with_batch(m: &'m Module, client: Client, mesh_devices: &[u64], options: &CompileOptions, max_batch: Option<usize>) -> Result<Materializer<'m>, DeviceError> {
+    pub fn with_batch(
+        m: &'m Module,
+        client: Client,
+        mesh_devices: &[u64],
+        options: &CompileOptions,
+        max_batch: Option<usize>,
+    ) -> Result<Materializer<'m>, DeviceError> {
         let targets = assign(m, mesh_devices, client.devices().len())?;
         let plan = DevicePlan::new(m, mesh_devices)?;
         let t0 = Instant::now();
@@ -278,18 +315,24 @@ impl<'m> Materializer<'m> {
         // A client's first transfer to a device sets up its memory (1.5-2 s on an H200, most of
         // what loading took): done here, on a thread per device, while XLA compiles.
         let (executables, first) = std::thread::scope(|s| {
-            let warm: Vec<_> = targets.iter().map(|&t| {
-                let (client, device) = (&client, &client.devices()[t]);
-                s.spawn(move || -> Result<Duration, DeviceError> {
-                    let t = Instant::now();
-                    let (buf, up) = upload_words_async(client, device, &[0])?;
-                    up.wait()?;
-                    buf.wait_ready()?;
-                    Ok(t.elapsed())
+            let warm: Vec<_> = targets
+                .iter()
+                .map(|&t| {
+                    let (client, device) = (&client, &client.devices()[t]);
+                    s.spawn(move || -> Result<Duration, DeviceError> {
+                        let t = Instant::now();
+                        let (buf, up) = upload_words_async(client, device, &[0])?;
+                        up.wait()?;
+                        buf.wait_ready()?;
+                        Ok(t.elapsed())
+                    })
                 })
-            }).collect();
+                .collect();
             let executables = compile_all(&client, &plan, &wanted, options);
-            let first = warm.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>();
+            let first = warm
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into()))))
+                .collect::<Result<Vec<_>, _>>();
             (executables, first)
         });
         let (executables, first_upload) = (executables?, first?.into_iter().max().unwrap_or_default());
@@ -299,41 +342,78 @@ impl<'m> Materializer<'m> {
         let ev = Evaluator::new(m, m.seed);
         // Static words, one thread per device (uploads to different devices overlap).
         let loaded = std::thread::scope(|s| {
-            let handles: Vec<_> = plan.devices.iter().enumerate().map(|(i, dl)| {
-                let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
-                let batches = &batches;
-                s.spawn(move || -> Result<(Vec<Vec<Buffer>>, DeviceTables), DeviceError> {
-                    let (specs, uses) = pack::device_tables(m, ev, dl);
-                    let mut tables = DeviceTables { buffers: Vec::with_capacity(specs.len()), uses };
-                    let mut pending = Vec::with_capacity(specs.len());
-                    for spec in &specs {
-                        let (buf, up) = upload_words_async(client, device, &spec.build())?;
-                        tables.buffers.push(buf);
-                        pending.push(up);
-                    }
-                    let (bufs, more) = upload_statics(client, device, m, ev, plan, dl, &batches[i])?;
-                    for up in pending.into_iter().chain(more) {
-                        up.wait()?;
-                    }
-                    Ok((bufs, tables))
+            let handles: Vec<_> = plan
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, dl)| {
+                    let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
+                    let batches = &batches;
+                    s.spawn(move || -> Result<(Vec<Vec<Buffer>>, DeviceTables), DeviceError> {
+                        let (specs, uses) = pack::device_tables(m, ev, dl);
+                        let mut tables = DeviceTables { buffers: Vec::with_capacity(specs.len()), uses };
+                        let mut pending = Vec::with_capacity(specs.len());
+                        for spec in &specs {
+                            let (buf, up) = upload_words_async(client, device, &spec.build())?;
+                            tables.buffers.push(buf);
+                            pending.push(up);
+                        }
+                        let (bufs, more) = upload_statics(client, device, m, ev, plan, dl, &batches[i])?;
+                        for up in pending.into_iter().chain(more) {
+                            up.wait()?;
+                        }
+                        Ok((bufs, tables))
+                    })
                 })
-            }).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into())))).collect::<Result<Vec<_>, _>>()
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into()))))
+                .collect::<Result<Vec<_>, _>>()
         })?;
         let executables = Arc::new(executables);
-        let states: Vec<Arc<DeviceState>> = loaded.into_iter().zip(batches).enumerate().map(|(i, ((buffers, tables), batches))| Arc::new(DeviceState {
-            device: client.devices()[targets[i]].clone(),
-            executables: executables.clone(),
-            batches,
-            statics: RwLock::new(Statics { seed: m.seed, buffers }),
-            tables,
-            shards: plan.devices[i].launches.iter().map(|l| {
-                let p = &m.params[l.param];
-                ShardMeta { param: l.param, fqn: p.fqn.clone(), offset: l.region.offset.clone(), shape: l.region.shape.clone(), dtype: p.ty.dtype }
-            }).collect(),
-        })).collect();
+        let states: Vec<Arc<DeviceState>> = loaded
+            .into_iter()
+            .zip(batches)
+            .enumerate()
+            .map(|(i, ((buffers, tables), batches))| {
+                Arc::new(DeviceState {
+                    device: client.devices()[targets[i]].clone(),
+                    executables: executables.clone(),
+                    batches,
+                    statics: RwLock::new(Statics { seed: m.seed, buffers }),
+                    tables,
+                    shards: plan.devices[i]
+                        .launches
+                        .iter()
+                        .map(|l| {
+                            let p = &m.params[l.param];
+                            ShardMeta {
+                                param: l.param,
+                                fqn: p.fqn.clone(),
+                                offset: l.region.offset.clone(),
+                                shape: l.region.shape.clone(),
+                                dtype: p.ty.dtype,
+                            }
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
         let load_time = t1.elapsed();
-        let mut mat = Materializer { workers: Vec::new(), m, client, plan, targets, batched, states, running: Mutex::new(()), compile_time, load_time, first_upload };
+        let mut mat = Materializer {
+            workers: Vec::new(),
+            m,
+            client,
+            plan,
+            targets,
+            batched,
+            states,
+            running: Mutex::new(()),
+            compile_time,
+            load_time,
+            first_upload,
+        };
         mat.set_threads_per_device(DEFAULT_THREADS)?;
         Ok(mat)
     }
@@ -396,8 +476,11 @@ impl<'m> Materializer<'m> {
             let mut rx = Vec::with_capacity(workers.len());
             for w in workers {
                 let (tx, r) = channel();
-                w.jobs.as_ref().ok_or_else(|| DeviceError::Internal("an enqueue thread is gone".into()))?
-                    .send((t0, tx)).map_err(|_| DeviceError::Internal("an enqueue thread is gone".into()))?;
+                w.jobs
+                    .as_ref()
+                    .ok_or_else(|| DeviceError::Internal("an enqueue thread is gone".into()))?
+                    .send((t0, tx))
+                    .map_err(|_| DeviceError::Internal("an enqueue thread is gone".into()))?;
                 rx.push(r);
             }
             replies.push(rx);
@@ -440,7 +523,10 @@ impl<'m> Materializer<'m> {
                 *slot = Some(meta.with(buf));
             }
         }
-        let shards = slots.into_iter().map(|s| s.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into()))).collect::<Result<Vec<_>, _>>()?;
+        let shards = slots
+            .into_iter()
+            .map(|s| s.ok_or_else(|| DeviceError::Internal("a launch produced no buffer".into())))
+            .collect::<Result<Vec<_>, _>>()?;
         let timeline: Vec<ExecuteSpan> = spans.into_iter().flatten().collect();
         let enqueue = timeline.iter().map(|s| s.returned).max().unwrap_or_default();
         Ok(DeviceShards { mesh_device: self.plan.devices[i].mesh_device, device: st.device.clone(), shards, enqueue, timeline })
@@ -463,8 +549,14 @@ pub const MAX_BATCH: usize = 64;
 
 /// Compiles `(program, k)` for each wanted pair ([`DevicePlan::executable_text`]), in parallel
 /// (PJRT compiles are thread-safe).
-fn compile_all(client: &Client, plan: &DevicePlan, wanted: &[(usize, usize)], options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
-    wanted.par_iter()
+fn compile_all(
+    client: &Client,
+    plan: &DevicePlan,
+    wanted: &[(usize, usize)],
+    options: &CompileOptions,
+) -> Result<Vec<Executable>, DeviceError> {
+    wanted
+        .par_iter()
         .map(|&(p, k)| {
             let text = plan.executable_text(p, k)?;
             let prog = &plan.programs[p];

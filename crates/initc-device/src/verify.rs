@@ -17,11 +17,11 @@
 //! own scale, 2^16 times this tolerance. Bit-identity is expected against JAX on the same GPU,
 //! which `tools/device/jax_gpu_compare.py` checks.
 
-use initc_cpu::{materialize, Evaluator};
+use initc_cpu::{Evaluator, materialize};
 use initc_ir::{DType, Module};
 
-use crate::runtime::{DeviceShards, Shard};
 use crate::DeviceError;
+use crate::runtime::{DeviceShards, Shard};
 
 /// f32 tolerance in ULPs of the element.
 pub const F32_ULPS: u32 = 4;

@@ -9,10 +9,7 @@ use initc_pjrt::{Client, CompileOptions, Plugin};
 fn client() -> Option<Client> {
     let found = initc_pjrt::discover(None);
     let Some((path, _)) = found.found else {
-        eprintln!(
-            "SKIPPED: no PJRT plugin ({})",
-            found.not_found_message().lines().next().unwrap_or("")
-        );
+        eprintln!("SKIPPED: no PJRT plugin ({})", found.not_found_message().lines().next().unwrap_or(""));
         return None;
     };
     Some(Client::new(Plugin::load(&path).expect("plugin loads")).expect("client"))
@@ -20,10 +17,8 @@ fn client() -> Option<Client> {
 
 fn model(ex: &str, mesh: Option<&str>) -> initc_ir::Module {
     // INITC_ROOT: the repository, where the test binary runs away from its build tree.
-    let root = std::env::var_os("INITC_ROOT").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-        std::path::PathBuf::from,
-    );
+    let root = std::env::var_os("INITC_ROOT")
+        .map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."), std::path::PathBuf::from);
     let path = root.join("examples").join(format!("{ex}.toml"));
     let mut src = std::fs::read_to_string(&path).unwrap();
     if let Some(m) = mesh {
@@ -35,18 +30,14 @@ fn model(ex: &str, mesh: Option<&str>) -> initc_ir::Module {
         src = src.replacen("[model]\n", &format!("[model]\n{keys}"), 1);
         src.push_str(rest);
     }
-    initc_frontend::trace_toml(ex, &src, ex)
-        .unwrap()
-        .sharded(ex, &src)
-        .unwrap()
+    initc_frontend::trace_toml(ex, &src, ex).unwrap().sharded(ex, &src).unwrap()
 }
 
 #[test]
 fn small_models_match_the_cpu_engine() {
     let Some(client) = client() else { return };
-    for (ex, rng) in ["llama3_tiny", "llama3_tiny@bf16", "gpt2_tiny", "mlp"]
-        .into_iter()
-        .flat_map(|e| [(e, RngMode::Jax), (e, RngMode::Fast)])
+    for (ex, rng) in
+        ["llama3_tiny", "llama3_tiny@bf16", "gpt2_tiny", "mlp"].into_iter().flat_map(|e| [(e, RngMode::Jax), (e, RngMode::Fast)])
     {
         let mut m = match ex.split_once('@') {
             // the model in another dtype: bf16 draws pack 2 values per block (one pair-table lookup)
@@ -59,11 +50,7 @@ fn small_models_match_the_cpu_engine() {
             let r = mat.run(seed).unwrap();
             let checks = verify(&m, seed, &r.devices).unwrap();
             let bad: Vec<_> = checks.iter().filter(|c| c.failing > 0).collect();
-            assert!(
-                bad.is_empty(),
-                "{ex} rng={} seed {seed}: {bad:#?}",
-                rng.name()
-            );
+            assert!(bad.is_empty(), "{ex} rng={} seed {seed}: {bad:#?}", rng.name());
             eprintln!(
                 "{ex} rng={} seed {seed}: {} shards, max {} ULP",
                 rng.name(),
@@ -83,15 +70,8 @@ fn shards_are_slices_of_the_unsharded_run() {
     for (dtype, rng) in [("", RngMode::Jax), ("", RngMode::Fast), ("[model]\ndtype = \"bf16\"\n", RngMode::Fast)] {
         let mut whole = model("llama3_tiny", Some(dtype));
         whole.rng = rng;
-        let full = Materializer::new(&whole, client.clone(), &[0], &CompileOptions::portable())
-            .unwrap()
-            .run(7)
-            .unwrap();
-        let full_bytes: Vec<Vec<u8>> = full.devices[0]
-            .shards
-            .iter()
-            .map(|s| to_host(s).unwrap())
-            .collect();
+        let full = Materializer::new(&whole, client.clone(), &[0], &CompileOptions::portable()).unwrap().run(7).unwrap();
+        let full_bytes: Vec<Vec<u8>> = full.devices[0].shards.iter().map(|s| to_host(s).unwrap()).collect();
         for mesh in [
             "[mesh]\nfsdp = 4\n[sharding]\nrules = \"fsdp\"\n",
             "[mesh]\nfsdp = 2\ntp = 2\n[sharding]\nrules = \"fsdp+tp\"\n",
@@ -101,26 +81,12 @@ fn shards_are_slices_of_the_unsharded_run() {
             m.rng = rng;
             let n = m.mesh.as_ref().unwrap().devices();
             for dev in 0..n {
-                let r = Materializer::new(&m, client.clone(), &[dev], &CompileOptions::portable())
-                    .unwrap()
-                    .run(7)
-                    .unwrap();
+                let r = Materializer::new(&m, client.clone(), &[dev], &CompileOptions::portable()).unwrap().run(7).unwrap();
                 for s in &r.devices[0].shards {
                     let got = to_host(s).unwrap();
                     let global = &m.params[s.param].ty.shape;
-                    let want = slice(
-                        &full_bytes[s.param],
-                        global,
-                        &s.offset,
-                        &s.shape,
-                        s.dtype.size_bytes() as usize,
-                    );
-                    assert!(
-                        got == want,
-                        "rng={} {dtype}: {mesh}: device {dev}: {} differs from the unsharded run",
-                        rng.name(),
-                        s.fqn
-                    );
+                    let want = slice(&full_bytes[s.param], global, &s.offset, &s.shape, s.dtype.size_bytes() as usize);
+                    assert!(got == want, "rng={} {dtype}: {mesh}: device {dev}: {} differs from the unsharded run", rng.name(), s.fqn);
                 }
             }
         }

@@ -68,7 +68,11 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
                 let mut seen = vec![0u32; dl.launches.len()];
                 for b in batches {
                     let (program, k) = wanted[b.executable];
-                    assert!(k == b.launches.len() && (1..=max.unwrap_or_else(|| plan.programs[program].default_batch())).contains(&k), "batch of {} on an executable for {k}", b.launches.len());
+                    assert!(
+                        k == b.launches.len() && (1..=max.unwrap_or_else(|| plan.programs[program].default_batch())).contains(&k),
+                        "batch of {} on an executable for {k}",
+                        b.launches.len()
+                    );
                     for &l in &b.launches {
                         assert_eq!(dl.launches[l].program, program);
                         seen[l] += 1;
@@ -92,7 +96,11 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
             // by default: 8 random launches per execute, and the 65 norms (fills, no key) in 64 + 1
             let (per_device, wanted) = plan.batches(None);
             assert_eq!(per_device[0].len(), 8 + 8 + 8 + 4 + 1 + 1 + 2);
-            let fills: Vec<usize> = per_device[0].iter().filter(|b| !plan.programs[wanted[b.executable].0].slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_)))).map(|b| b.launches.len()).collect();
+            let fills: Vec<usize> = per_device[0]
+                .iter()
+                .filter(|b| !plan.programs[wanted[b.executable].0].slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_))))
+                .map(|b| b.launches.len())
+                .collect();
             assert_eq!(fills, vec![64, 1]);
         }
     }
@@ -109,7 +117,9 @@ fn llama_plan(n_layers: u32, dtype: &str, mode: &str) -> (initc_ir::Module, Devi
         let plan = DevicePlan::new(&m, &[0]).unwrap();
         return (m, plan);
     }
-    let src = format!("[model]\npreset = \"llama3\"\ndtype = \"{dtype}\"\ndim = 4096\nn_layers = {n_layers}\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 7\nmode = \"{mode}\"\n");
+    let src = format!(
+        "[model]\npreset = \"llama3\"\ndtype = \"{dtype}\"\ndim = 4096\nn_layers = {n_layers}\nn_heads = 32\nn_kv_heads = 8\nvocab_size = 128256\nmultiple_of = 1024\nffn_dim_multiplier = 1.3\nnorm_eps = 1e-5\ndepth_init = true\n[rng]\nseed = 7\nmode = \"{mode}\"\n"
+    );
     let m = initc_frontend::trace_toml("llama", &src, "llama.toml").unwrap().sharded("llama.toml", &src).unwrap();
     let plan = DevicePlan::new(&m, &[0]).unwrap();
     (m, plan)
@@ -186,12 +196,15 @@ fn launch_scalars_reach_the_kernel_unchanged() {
         for p in random {
             for line in p.text.lines() {
                 let Some((lhs, ty)) = line.rsplit_once(") -> ") else { continue };
-                let scalar = ["ui8", "ui16", "ui32", "ui64", "i32", "bf16", "f16", "f32"].iter().any(|e| ty.trim() == format!("tensor<{e}>"));
+                let scalar =
+                    ["ui8", "ui16", "ui32", "ui64", "i32", "bf16", "f16", "f32"].iter().any(|e| ty.trim() == format!("tensor<{e}>"));
                 if !scalar || !lhs.contains("\"stablehlo.") {
                     continue;
                 }
                 let op = lhs.split('"').nth(1).unwrap_or("");
-                let same_width = op == "stablehlo.bitcast_convert" && lhs.ends_with("tensor<ui32>") && (ty.trim() == "tensor<f32>" || ty.trim() == "tensor<i32>");
+                let same_width = op == "stablehlo.bitcast_convert"
+                    && lhs.ends_with("tensor<ui32>")
+                    && (ty.trim() == "tensor<f32>" || ty.trim() == "tensor<i32>");
                 assert!(op == "stablehlo.reshape" || same_width, "{dtype} {mode} {}: {line}", p.summary);
             }
         }

@@ -134,15 +134,21 @@ impl Init {
             Init::TruncNormal { mean, std, a, b } => write!(s, "trunc_normal(mean={mean:?}, std={std:?}, a={a:?}, b={b:?})"),
             Init::XavierUniform { gain } => write!(s, "xavier_uniform(gain={gain:?})"),
             Init::XavierNormal { gain } => write!(s, "xavier_normal(gain={gain:?})"),
-            Init::KaimingUniform { a, mode, nonlinearity } => write!(s, "kaiming_uniform(a={a:?}, mode={}, nonlinearity={})", mode.name(), nonlinearity.name()),
-            Init::KaimingNormal { a, mode, nonlinearity } => write!(s, "kaiming_normal(a={a:?}, mode={}, nonlinearity={})", mode.name(), nonlinearity.name()),
+            Init::KaimingUniform { a, mode, nonlinearity } => {
+                write!(s, "kaiming_uniform(a={a:?}, mode={}, nonlinearity={})", mode.name(), nonlinearity.name())
+            }
+            Init::KaimingNormal { a, mode, nonlinearity } => {
+                write!(s, "kaiming_normal(a={a:?}, mode={}, nonlinearity={})", mode.name(), nonlinearity.name())
+            }
             Init::VarianceScaling { scale, mode, distribution, in_axis, out_axis } => write!(
                 s,
                 "variance_scaling(scale={scale:?}, mode={}, distribution={}, in_axis={in_axis}, out_axis={out_axis})",
                 mode.name(),
                 distribution.name()
             ),
-            Init::FlaxTruncatedNormal { stddev, lower, upper } => write!(s, "flax_truncated_normal(stddev={stddev:?}, lower={lower:?}, upper={upper:?})"),
+            Init::FlaxTruncatedNormal { stddev, lower, upper } => {
+                write!(s, "flax_truncated_normal(stddev={stddev:?}, lower={lower:?}, upper={upper:?})")
+            }
         };
         s
     }
@@ -330,7 +336,10 @@ fn uniform(t: &mut Tracer, fqn: &str, ty: &Type, a: f64, b: f64, key_of: KeyOf) 
 
 fn normal(t: &mut Tracer, fqn: &str, ty: &Type, mean: f64, std: f64, key_of: KeyOf) -> Result<Tensor, TraceError> {
     if !(std >= 0.0 && std.is_finite() && mean.is_finite()) {
-        return Err(TraceError::BadInit { fqn: fqn.into(), reason: format!("normal needs a finite mean and std >= 0, got mean={mean:?}, std={std:?}") });
+        return Err(TraceError::BadInit {
+            fqn: fqn.into(),
+            reason: format!("normal needs a finite mean and std >= 0, got mean={mean:?}, std={std:?}"),
+        });
     }
     let key = key_of(t)?;
     let z = t.normal(key, ty)?;

@@ -26,12 +26,16 @@ const KINDS: &[(&str, &[(&str, Option<Arg>)])] = &[
     ("glorot_uniform", AXES),
     ("he_normal", AXES),
     ("he_uniform", AXES),
-    ("variance_scaling", &[("scale", None), ("mode", None), ("distribution", None), ("in_axis", Some(Arg::I(-2))), ("out_axis", Some(Arg::I(-1)))]),
+    (
+        "variance_scaling",
+        &[("scale", None), ("mode", None), ("distribution", None), ("in_axis", Some(Arg::I(-2))), ("out_axis", Some(Arg::I(-1)))],
+    ),
     ("flax_embed", &[]),
     ("flax_normal", &[("stddev", Some(Arg::F(0.01)))]),
     ("flax_truncated_normal", &[("stddev", Some(Arg::F(0.01))), ("lower", Some(Arg::F(-2.0))), ("upper", Some(Arg::F(2.0)))]),
 ];
-const KAIMING: &[(&str, Option<Arg>)] = &[("a", Some(Arg::F(0.0))), ("mode", Some(Arg::S("fan_in"))), ("nonlinearity", Some(Arg::S("leaky_relu")))];
+const KAIMING: &[(&str, Option<Arg>)] =
+    &[("a", Some(Arg::F(0.0))), ("mode", Some(Arg::S("fan_in"))), ("nonlinearity", Some(Arg::S("leaky_relu")))];
 const AXES: &[(&str, Option<Arg>)] = &[("in_axis", Some(Arg::I(-2))), ("out_axis", Some(Arg::I(-1)))];
 
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +68,9 @@ impl<'a> Args<'a> {
             Some(toml::Value::Float(f)) => Ok(Arg::F(*f)),
             Some(toml::Value::Integer(i)) => Ok(Arg::I(*i)),
             Some(toml::Value::String(_)) => Ok(Arg::Given),
-            Some(other) => Err(SpanError::invalid(self.span.clone(), name, format!("expected a number or string, found {}", other.type_str()))),
+            Some(other) => {
+                Err(SpanError::invalid(self.span.clone(), name, format!("expected a number or string, found {}", other.type_str())))
+            }
         }
     }
 
@@ -96,7 +102,8 @@ impl<'a> Args<'a> {
 
     fn mode(&self) -> Result<FanMode> {
         let s = self.s("mode")?;
-        FanMode::from_name(s).ok_or_else(|| SpanError::invalid(self.span.clone(), "mode", format!("`{s}` is not fan_in, fan_out or fan_avg")))
+        FanMode::from_name(s)
+            .ok_or_else(|| SpanError::invalid(self.span.clone(), "mode", format!("`{s}` is not fan_in, fan_out or fan_avg")))
     }
 }
 
@@ -107,7 +114,10 @@ pub(crate) fn parse_init(v: &Spanned<InitValue>) -> Result<Init> {
         InitValue::Name(n) => (n.as_str(), None),
         InitValue::Table(t) => match t.get("kind") {
             Some(toml::Value::String(k)) => (k.as_str(), Some(t)),
-            _ => return Err(SpanError::invalid(span, "init", "an init table needs `kind = \"...\"`").hint(format!("kinds: {}", kind_names().join(", ")))),
+            _ => {
+                return Err(SpanError::invalid(span, "init", "an init table needs `kind = \"...\"`")
+                    .hint(format!("kinds: {}", kind_names().join(", "))));
+            }
         },
     };
     let Some(&(_, spec)) = KINDS.iter().find(|(k, _)| *k == kind) else {
@@ -133,7 +143,11 @@ pub(crate) fn parse_init(v: &Spanned<InitValue>) -> Result<Init> {
     let kaiming = || -> Result<(f64, FanMode, Nonlinearity)> {
         let s = a.s("nonlinearity")?;
         let nl = Nonlinearity::from_name(s).ok_or_else(|| {
-            SpanError::invalid(span.clone(), "nonlinearity", format!("`{s}` is not one of linear, conv, sigmoid, tanh, relu, leaky_relu, selu"))
+            SpanError::invalid(
+                span.clone(),
+                "nonlinearity",
+                format!("`{s}` is not one of linear, conv, sigmoid, tanh, relu, leaky_relu, selu"),
+            )
         })?;
         Ok((a.f("a")?, a.mode()?, nl))
     };
@@ -163,7 +177,9 @@ pub(crate) fn parse_init(v: &Spanned<InitValue>) -> Result<Init> {
         "he_uniform" => vs(2.0, FanMode::FanIn, Uniform)?,
         "variance_scaling" => {
             let d = a.s("distribution")?;
-            let dist = Distribution::from_name(d).ok_or_else(|| SpanError::invalid(span.clone(), "distribution", format!("`{d}` is not truncated_normal, normal or uniform")))?;
+            let dist = Distribution::from_name(d).ok_or_else(|| {
+                SpanError::invalid(span.clone(), "distribution", format!("`{d}` is not truncated_normal, normal or uniform"))
+            })?;
             vs(a.f("scale")?, a.mode()?, dist)?
         }
         "flax_embed" => Init::flax_embed(),

@@ -19,12 +19,12 @@ mod presets;
 mod sharding;
 mod tracer;
 
-pub use config::{trace_toml, ConfigError, ConfigErrorKind, Traced};
-pub use init::{flax_fans, torch_fans, Distribution, FanMode, Init, Nonlinearity};
+pub use config::{ConfigError, ConfigErrorKind, Traced, trace_toml};
+pub use init::{Distribution, FanMode, Init, Nonlinearity, flax_fans, torch_fans};
 pub use initspec::kind_names as init_kinds;
 pub use key::fqn_fold_data;
 pub use modules::MODULE_TYPES;
 pub use pattern::{expand_ranges, glob_match};
-pub use presets::{llama3_ffn_dim, PRESETS};
-pub use sharding::{builtin, hint as shard_hint, ShardFailure, ShardSpec};
+pub use presets::{PRESETS, llama3_ffn_dim};
+pub use sharding::{ShardFailure, ShardSpec, builtin, hint as shard_hint};
 pub use tracer::{Tensor, TraceError, Tracer};

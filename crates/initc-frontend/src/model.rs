@@ -6,7 +6,7 @@ use std::ops::Range;
 use initc_ir::{DType, Type};
 use toml::Spanned;
 
-use crate::config::{dtype_of, Result, Root, SpanError, Traced};
+use crate::config::{Result, Root, SpanError, Traced, dtype_of};
 use crate::init::Init;
 use crate::initspec::parse_init;
 use crate::tracer::{TraceError, Tracer};
@@ -60,16 +60,25 @@ impl ModelCtx {
     /// [`initc_ir::limits`] checked as each parameter is declared, so an error points at the
     /// key that made it (and a huge model is refused before it is built).
     fn check_limits(&mut self, fqn: &str, shape: &[u64], span: &Range<usize>) -> Result<()> {
-        use initc_ir::limits::{name_problem, MAX_PARAMS, MAX_RANK};
+        use initc_ir::limits::{MAX_PARAMS, MAX_RANK, name_problem};
         if let Some(reason) = name_problem(fqn) {
             return Err(SpanError::invalid(span.clone(), "name", format!("parameter {fqn:?}: the name {reason}")));
         }
         if shape.len() > MAX_RANK {
-            return Err(SpanError::invalid(span.clone(), "shape", format!("parameter `{fqn}` has rank {} (at most {MAX_RANK})", shape.len())));
+            return Err(SpanError::invalid(
+                span.clone(),
+                "shape",
+                format!("parameter `{fqn}` has rank {} (at most {MAX_RANK})", shape.len()),
+            ));
         }
         self.count += 1;
         if self.count > MAX_PARAMS {
-            return Err(SpanError::invalid(span.clone(), "model", format!("more than {MAX_PARAMS} parameters (the limit of initc_ir::limits)")).hint("this many tensors would not fit a safetensors header a reader accepts; check the layer counts and {a..b} ranges"));
+            return Err(SpanError::invalid(
+                span.clone(),
+                "model",
+                format!("more than {MAX_PARAMS} parameters (the limit of initc_ir::limits)"),
+            )
+            .hint("this many tensors would not fit a safetensors header a reader accepts; check the layer counts and {a..b} ranges"));
         }
         Ok(())
     }
@@ -84,7 +93,12 @@ fn trace_error(span: Range<usize>, e: TraceError) -> SpanError {
 }
 
 pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
-    let shard = crate::sharding::read(crate::sharding::RawSharding { mesh: root.mesh, sharding: root.sharding, shard: root.shard, logical_rules: root.logical_rules })?;
+    let shard = crate::sharding::read(crate::sharding::RawSharding {
+        mesh: root.mesh,
+        sharding: root.sharding,
+        shard: root.shard,
+        logical_rules: root.logical_rules,
+    })?;
     let model_span = root.model.span();
     let model = root.model.into_inner();
     let name = model.name.as_ref().map_or(default_name.to_string(), |n| n.get_ref().clone());
@@ -93,7 +107,8 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
     if let Some(seed) = root.rng.as_ref().and_then(|r| r.seed.as_ref()) {
         let s = *seed.get_ref();
         if s < 0 {
-            return Err(SpanError::invalid(seed.span(), "seed", format!("must be a non-negative integer, got {s}")).hint("TOML integers are signed 64-bit; pass seeds >= 2^63 with --seed"));
+            return Err(SpanError::invalid(seed.span(), "seed", format!("must be a non-negative integer, got {s}"))
+                .hint("TOML integers are signed 64-bit; pass seeds >= 2^63 with --seed"));
         }
         t.set_seed(s as u64);
     }
@@ -121,14 +136,20 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
     match model.preset.as_ref() {
         Some(p) => {
             if let Some(m) = root.modules.first() {
-                return Err(SpanError::invalid(m.span(), "module", format!("[[module]] entries cannot be combined with preset `{}`", p.get_ref())).hint("drop `preset` to describe the model module by module"));
+                return Err(SpanError::invalid(
+                    m.span(),
+                    "module",
+                    format!("[[module]] entries cannot be combined with preset `{}`", p.get_ref()),
+                )
+                .hint("drop `preset` to describe the model module by module"));
             }
             crate::presets::build_preset(&mut cx, p, &model)?
         }
         None => {
             crate::presets::reject_preset_keys(&model)?;
             if root.modules.is_empty() {
-                return Err(SpanError::invalid(model_span, "model", "no `preset` and no [[module]] entries: the model has no parameters").hint("set `preset = \"llama3\"` (or gpt2, hf_llama) or add [[module]] tables"));
+                return Err(SpanError::invalid(model_span, "model", "no `preset` and no [[module]] entries: the model has no parameters")
+                    .hint("set `preset = \"llama3\"` (or gpt2, hf_llama) or add [[module]] tables"));
             }
             for m in &root.modules {
                 crate::modules::build_module(&mut cx, m)?;
@@ -136,7 +157,8 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
         }
     }
     if let Some(o) = cx.overrides.iter().find(|o| o.hits == 0) {
-        return Err(SpanError::invalid(o.span.clone(), "match", format!("`{}` matches no parameter", o.pattern)).hint("`*` matches any run of characters (dots included), `?` one character; `initc trace --format json` lists every FQN"));
+        return Err(SpanError::invalid(o.span.clone(), "match", format!("`{}` matches no parameter", o.pattern))
+            .hint("`*` matches any run of characters (dots included), `?` one character; `initc trace --format json` lists every FQN"));
     }
     let module = cx.t.finish().map_err(|e| SpanError::invalid(model_span, "model", e.to_string()))?;
     Ok(Traced { module, shard, warnings: Vec::new() })

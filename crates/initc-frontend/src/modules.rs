@@ -5,10 +5,10 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::config::{dtype_of, positive, IntOrList, ModuleSection, Result, SpanError};
-use crate::init::{torch_fans, Init};
+use crate::config::{IntOrList, ModuleSection, Result, SpanError, dtype_of, positive};
+use crate::init::{Init, torch_fans};
 use crate::initspec::parse_init;
-use crate::model::{pos_or, ModelCtx};
+use crate::model::{ModelCtx, pos_or};
 use crate::pattern::{expand_ranges, suggest};
 use initc_ir::Type;
 
@@ -28,7 +28,20 @@ fn accepted(kind: &str) -> &'static [&'static str] {
 fn set_keys(m: &ModuleSection) -> Vec<(&'static str, Range<usize>)> {
     let mut o = Vec::new();
     macro_rules! k { ($($f:ident),*) => { $( if let Some(v) = &m.$f { o.push((stringify!($f), v.span())); } )* } }
-    k!(in_features, out_features, bias, num_embeddings, embedding_dim, padding_idx, normalized_shape, elementwise_affine, in_channels, out_channels, kernel_size, groups);
+    k!(
+        in_features,
+        out_features,
+        bias,
+        num_embeddings,
+        embedding_dim,
+        padding_idx,
+        normalized_shape,
+        elementwise_affine,
+        in_channels,
+        out_channels,
+        kernel_size,
+        groups
+    );
     o
 }
 
@@ -51,7 +64,13 @@ fn int_list(v: &Spanned<IntOrList>, key: &str, rank: usize) -> Result<Vec<u64>> 
         return Err(SpanError::invalid(v.span(), key, "must not be empty"));
     }
     xs.iter()
-        .map(|&x| if x > 0 && x <= 1 << 32 { Ok(x as u64) } else { Err(SpanError::invalid(v.span(), key, format!("entries must be positive integers, got {x}"))) })
+        .map(|&x| {
+            if x > 0 && x <= 1 << 32 {
+                Ok(x as u64)
+            } else {
+                Err(SpanError::invalid(v.span(), key, format!("entries must be positive integers, got {x}")))
+            }
+        })
         .collect()
 }
 
@@ -67,7 +86,8 @@ pub(crate) fn build_module(cx: &mut ModelCtx, m: &Spanned<ModuleSection>) -> Res
         });
     }
     if let Some((k, s)) = set_keys(m).into_iter().find(|(k, _)| !accepted(kind).contains(k)) {
-        return Err(SpanError::invalid(s, k, format!("not an argument of a `{kind}` module")).hint(format!("`{kind}` takes {}", accepted(kind).join(", "))));
+        return Err(SpanError::invalid(s, k, format!("not an argument of a `{kind}` module"))
+            .hint(format!("`{kind}` takes {}", accepted(kind).join(", "))));
     }
     let names = expand_ranges(m.name.get_ref()).map_err(|r| SpanError::invalid(m.name.span(), "name", r))?;
     let dtype = m.dtype.as_ref().map(|d| dtype_of(d, "dtype")).transpose()?.unwrap_or(cx.dtype);
@@ -88,7 +108,8 @@ pub(crate) fn build_module(cx: &mut ModelCtx, m: &Spanned<ModuleSection>) -> Res
                 if pi >= n_i || pi < -n_i {
                     return Err(SpanError::invalid(p.span(), "padding_idx", format!("{pi} is out of range for num_embeddings = {n}")));
                 }
-                return Err(SpanError::invalid(p.span(), "padding_idx", "zeroing the padding row is not supported yet").hint("override the embedding's init, or drop padding_idx"));
+                return Err(SpanError::invalid(p.span(), "padding_idx", "zeroing the padding row is not supported yet")
+                    .hint("override the embedding's init, or drop padding_idx"));
             }
             (vec![n, d], vec!["vocab", "embed"], Init::Normal { mean: 0.0, std: 1.0 }, false)
         }
@@ -114,7 +135,11 @@ pub(crate) fn build_module(cx: &mut ModelCtx, m: &Spanned<ModuleSection>) -> Res
             };
             if cin % groups != 0 || cout % groups != 0 {
                 let s = m.groups.as_ref().map_or(span.clone(), |g| g.span());
-                return Err(SpanError::invalid(s, "groups", format!("in_channels = {cin} and out_channels = {cout} must both be divisible by groups = {groups}")));
+                return Err(SpanError::invalid(
+                    s,
+                    "groups",
+                    format!("in_channels = {cin} and out_channels = {cout} must both be divisible by groups = {groups}"),
+                ));
             }
             let mut shape = vec![cout, cin / groups];
             shape.extend(k);
@@ -124,10 +149,20 @@ pub(crate) fn build_module(cx: &mut ModelCtx, m: &Spanned<ModuleSection>) -> Res
     };
     let axes: Vec<String> = match &m.axes {
         Some(a) if a.get_ref().len() != w_shape.len() => {
-            return Err(SpanError::invalid(a.span(), "axes", format!("{} names for a weight of rank {}", a.get_ref().len(), w_shape.len())));
+            return Err(SpanError::invalid(
+                a.span(),
+                "axes",
+                format!("{} names for a weight of rank {}", a.get_ref().len(), w_shape.len()),
+            ));
         }
         Some(a) => match a.get_ref().iter().find(|n| !initc_ir::limits::is_axis_name(n)) {
-            Some(bad) => return Err(SpanError::invalid(a.span(), "axes", format!("{bad:?} is not an axis name (a letter or `_`, then letters, digits or `_`)"))),
+            Some(bad) => {
+                return Err(SpanError::invalid(
+                    a.span(),
+                    "axes",
+                    format!("{bad:?} is not an axis name (a letter or `_`, then letters, digits or `_`)"),
+                ));
+            }
             None => a.get_ref().clone(),
         },
         None => w_axes.iter().map(|s| s.to_string()).collect(),

@@ -7,12 +7,35 @@ use toml::Spanned;
 
 use crate::config::{ModelSection, Result, SpanError};
 use crate::init::Init;
-use crate::model::{pos_or, ModelCtx};
+use crate::model::{ModelCtx, pos_or};
 use crate::pattern::suggest;
 
-const LLAMA3_KEYS: &[&str] = &["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "ffn_dim_multiplier", "norm_eps", "depth_init", "torchtitan", "enable_weight_tying"];
-const GPT2_KEYS: &[&str] = &["vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "n_inner", "layer_norm_epsilon", "initializer_range"];
-const HF_LLAMA_KEYS: &[&str] = &["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "rms_norm_eps", "initializer_range", "tie_word_embeddings"];
+const LLAMA3_KEYS: &[&str] = &[
+    "dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "vocab_size",
+    "multiple_of",
+    "ffn_dim_multiplier",
+    "norm_eps",
+    "depth_init",
+    "torchtitan",
+    "enable_weight_tying",
+];
+const GPT2_KEYS: &[&str] =
+    &["vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "n_inner", "layer_norm_epsilon", "initializer_range"];
+const HF_LLAMA_KEYS: &[&str] = &[
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "rms_norm_eps",
+    "initializer_range",
+    "tie_word_embeddings",
+];
 pub const PRESETS: &[&str] = &["llama3", "gpt2", "hf_llama"];
 
 /// Every preset-specific key that is set, with its span.
@@ -53,7 +76,11 @@ fn set_keys(m: &ModelSection) -> Vec<(&'static str, Range<usize>)> {
 
 fn check_keys(m: &ModelSection, preset: &str, allowed: &[&str]) -> Result<()> {
     if let Some((k, span)) = set_keys(m).into_iter().find(|(k, _)| !allowed.contains(k)) {
-        let e = SpanError { span, kind: crate::config::ConfigErrorKind::UnknownKey { key: k.into(), context: format!("[model] of preset `{preset}`") }, hint: None };
+        let e = SpanError {
+            span,
+            kind: crate::config::ConfigErrorKind::UnknownKey { key: k.into(), context: format!("[model] of preset `{preset}`") },
+            hint: None,
+        };
         let hint = match suggest(k, allowed.iter().copied()) {
             Some(s) => format!("did you mean `{s}`? {preset} takes {}", allowed.join(", ")),
             None => format!("{preset} takes {}", allowed.join(", ")),
@@ -65,7 +92,8 @@ fn check_keys(m: &ModelSection, preset: &str, allowed: &[&str]) -> Result<()> {
 
 /// The generic form takes no preset keys.
 pub(crate) fn reject_preset_keys(m: &ModelSection) -> Result<()> {
-    check_keys(m, "(none)", &[]).map_err(|e| e.hint("preset keys need `preset = \"...\"`; without a preset describe the model with [[module]] tables"))
+    check_keys(m, "(none)", &[])
+        .map_err(|e| e.hint("preset keys need `preset = \"...\"`; without a preset describe the model with [[module]] tables"))
 }
 
 pub(crate) fn build_preset(cx: &mut ModelCtx, preset: &Spanned<String>, m: &ModelSection) -> Result<()> {
@@ -154,13 +182,16 @@ fn llama3(cx: &mut ModelCtx, m: &ModelSection) -> Result<()> {
     let tn = |std: f64| Init::TruncNormal { mean: 0.0, std, a: -2.0, b: 2.0 };
     if llama3_version(m)? == "0.3.0" {
         if let Some(d) = &m.depth_init {
-            return Err(SpanError::invalid(d.span(), "depth_init", "torchtitan 0.3.0 always scales wo/w2/w3 by depth").hint("remove `depth_init`, or set torchtitan = \"0.2.2\""));
+            return Err(SpanError::invalid(d.span(), "depth_init", "torchtitan 0.3.0 always scales wo/w2/w3 by depth")
+                .hint("remove `depth_init`, or set torchtitan = \"0.2.2\""));
         }
         let tie = m.enable_weight_tying.as_ref().is_some_and(|t| *t.get_ref());
         return llama3_v030(cx, Llama3Dims { dim, n_layers, n_heads, n_kv_heads, vocab, hd, ffn }, tie);
     }
     if let Some(t) = &m.enable_weight_tying {
-        return Err(SpanError::invalid(t.span(), "enable_weight_tying", "torchtitan 0.2.2 has no weight tying").hint("set torchtitan = \"0.3.0\""));
+        return Err(
+            SpanError::invalid(t.span(), "enable_weight_tying", "torchtitan 0.2.2 has no weight tying").hint("set torchtitan = \"0.3.0\"")
+        );
     }
     cx.param("tok_embeddings.weight", &[vocab, dim], &["vocab", "embed"], Init::Normal { mean: 0.0, std: 1.0 })?;
     for l in 0..n_layers {
@@ -187,7 +218,8 @@ pub const LLAMA3_TORCHTITAN: &[&str] = &["0.2.2", "0.3.0"];
 fn llama3_version(m: &ModelSection) -> Result<&'static str> {
     let Some(v) = &m.torchtitan else { return Ok(LLAMA3_TORCHTITAN[0]) };
     LLAMA3_TORCHTITAN.iter().copied().find(|k| k == v.get_ref()).ok_or_else(|| {
-        SpanError::invalid(v.span(), "torchtitan", format!("unknown torchtitan release `{}`", v.get_ref())).hint(format!("the llama3 preset follows torchtitan {}", LLAMA3_TORCHTITAN.join(" or ")))
+        SpanError::invalid(v.span(), "torchtitan", format!("unknown torchtitan release `{}`", v.get_ref()))
+            .hint(format!("the llama3 preset follows torchtitan {}", LLAMA3_TORCHTITAN.join(" or ")))
     })
 }
 

@@ -25,9 +25,9 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use initc_ir::{Mesh, Module, Uneven};
-use initc_shard::{Builtin, LogicalRule, Report, Rule, RuleRef, Rules, ShardError, BUILTINS};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use initc_shard::{BUILTINS, Builtin, LogicalRule, Report, Rule, RuleRef, Rules, ShardError};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use crate::config::{ConfigError, ConfigErrorKind, Result, SpanError};
@@ -112,10 +112,15 @@ pub(crate) fn read(raw: RawSharding) -> Result<ShardSpec> {
     let mut spec = ShardSpec::default();
     if let Some(s) = &raw.sharding {
         if let Some(u) = &s.uneven {
-            spec.uneven = Uneven::from_name(u.get_ref()).ok_or_else(|| SpanError::invalid(u.span(), "uneven", format!("`{}` is not a policy", u.get_ref())).hint("`error` (default) or `pad`"))?;
+            spec.uneven = Uneven::from_name(u.get_ref()).ok_or_else(|| {
+                SpanError::invalid(u.span(), "uneven", format!("`{}` is not a policy", u.get_ref())).hint("`error` (default) or `pad`")
+            })?;
         }
         if let Some(r) = &s.rules {
-            spec.rules.builtin = Some(builtin(r.get_ref()).map_err(|hint| SpanError::invalid(r.span(), "rules", format!("unknown rule set `{}`", r.get_ref())).hint(hint))?);
+            spec.rules.builtin = Some(
+                builtin(r.get_ref())
+                    .map_err(|hint| SpanError::invalid(r.span(), "rules", format!("unknown rule set `{}`", r.get_ref())).hint(hint))?,
+            );
             spec.builtin_span = Some(r.span());
         }
     }
@@ -124,7 +129,8 @@ pub(crate) fn read(raw: RawSharding) -> Result<ShardSpec> {
         let mut axes = Vec::new();
         for (name, size) in &m.get_ref().0 {
             if !initc_ir::is_identifier(name) {
-                return Err(SpanError::invalid(size.span(), name, format!("mesh axis name `{name}` is not an identifier")).hint("letters, digits and `_`, not starting with a digit: fsdp, tp, dp, data, model"));
+                return Err(SpanError::invalid(size.span(), name, format!("mesh axis name `{name}` is not an identifier"))
+                    .hint("letters, digits and `_`, not starting with a digit: fsdp, tp, dp, data, model"));
             }
             let n = *size.get_ref();
             if n <= 0 {
@@ -168,7 +174,14 @@ impl ShardSpec {
     /// built-in set replaced by `builtin` when given. Without any mesh `m` stays unsharded.
     /// `(path, source)` locate file errors.
     /// `uneven` overrides `[sharding] uneven`.
-    pub fn apply(&self, m: &mut Module, mesh: Option<&Mesh>, builtin: Option<Builtin>, uneven: Option<Uneven>, file: Option<(&str, &str)>) -> std::result::Result<Option<Report>, ShardFailure> {
+    pub fn apply(
+        &self,
+        m: &mut Module,
+        mesh: Option<&Mesh>,
+        builtin: Option<Builtin>,
+        uneven: Option<Uneven>,
+        file: Option<(&str, &str)>,
+    ) -> std::result::Result<Option<Report>, ShardFailure> {
         let Some(mesh) = mesh.or(self.mesh.as_ref()) else { return Ok(None) };
         let mut mesh = mesh.clone();
         mesh.uneven = uneven.unwrap_or(self.uneven);
@@ -213,6 +226,8 @@ pub fn hint(e: &ShardError) -> Option<String> {
         S::UnknownAxis { mesh, .. } => format!("the mesh is {mesh}; set it in [mesh] or with --mesh"),
         S::AxisTwice { .. } => "a mesh axis can split only one dimension of a parameter".into(),
         S::Rank { .. } => "a spec has at most one entry per dimension; missing trailing entries are replicated".into(),
-        S::Indivisible { .. } => "choose axis sizes that divide the dimension, or set `uneven = \"pad\"` in [sharding] for XLA-style padded shards".into(),
+        S::Indivisible { .. } => {
+            "choose axis sizes that divide the dimension, or set `uneven = \"pad\"` in [sharding] for XLA-style padded shards".into()
+        }
     })
 }

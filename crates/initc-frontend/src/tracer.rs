@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use initc_ir::{BinaryOp, Builder, CmpDir, DType, Module, NodeError, Op, Param, Type, UnaryOp, Value, F64};
+use initc_ir::{BinaryOp, Builder, CmpDir, DType, F64, Module, NodeError, Op, Param, Type, UnaryOp, Value};
 
 use crate::init::Init;
 use crate::key::fqn_fold_data;

@@ -24,15 +24,26 @@ fn check_golden(path: &Path, actual: &str, failures: &mut Vec<String>) {
     match fs::read_to_string(path) {
         Ok(expected) if expected == actual => {}
         Ok(expected) => {
-            let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b).map_or(expected.lines().count().min(actual.lines().count()), |i| i);
-            failures.push(format!("{}: differs from line {} (expected {:?}, got {:?})", path.display(), line + 1, expected.lines().nth(line), actual.lines().nth(line)));
+            let line = expected
+                .lines()
+                .zip(actual.lines())
+                .position(|(a, b)| a != b)
+                .map_or(expected.lines().count().min(actual.lines().count()), |i| i);
+            failures.push(format!(
+                "{}: differs from line {} (expected {:?}, got {:?})",
+                path.display(),
+                line + 1,
+                expected.lines().nth(line),
+                actual.lines().nth(line)
+            ));
         }
         Err(_) => failures.push(format!("{}: missing golden (run with INITC_BLESS=1)", path.display())),
     }
 }
 
 fn tomls(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+    let mut v: Vec<PathBuf> =
+        fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
     v.sort();
     v
 }

@@ -3,7 +3,7 @@
 //! built-in, and errors name the rule, the parameter and the dimension.
 
 use initc_ir::{Mesh, Module};
-use initc_shard::{shard, Builtin, LogicalRule, Rule, RuleRef, Rules};
+use initc_shard::{Builtin, LogicalRule, Rule, RuleRef, Rules, shard};
 
 fn llama_tiny() -> Module {
     let src = "[model]\npreset = \"llama3\"\ndim = 64\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nvocab_size = 96\nmultiple_of = 16\n";
@@ -111,12 +111,19 @@ fn errors_name_rule_parameter_and_dimension_and_leave_the_module_unchanged() {
     let e = shard(&mut m, &"fsdp=5".parse().unwrap(), &Rules { builtin: Some(Builtin::Fsdp), ..Default::default() }).unwrap_err();
     assert_eq!(e.to_string(), "built-in rule set `fsdp`, parameter `tok_embeddings.weight`: dim 0 (size 96) is not divisible by fsdp = 5");
     assert_eq!(m, m0);
-    let rules = Rules { shard: vec![Rule { pattern: "layers.*".into(), spec: vec![vec![], vec!["a".into(), "b".into()]] }], ..Default::default() };
+    let rules =
+        Rules { shard: vec![Rule { pattern: "layers.*".into(), spec: vec![vec![], vec!["a".into(), "b".into()]] }], ..Default::default() };
     let e = shard(&mut m, &"a=3,b=2".parse().unwrap(), &rules).unwrap_err();
-    assert_eq!(e.to_string(), "[[shard]] #1 (match = \"layers.*\"), parameter `layers.0.attention.wq.weight`: dim 1 (size 64) is not divisible by a×b = 6");
+    assert_eq!(
+        e.to_string(),
+        "[[shard]] #1 (match = \"layers.*\"), parameter `layers.0.attention.wq.weight`: dim 1 (size 64) is not divisible by a×b = 6"
+    );
     let e = shard(&mut m, &"a=2".parse().unwrap(), &rules).unwrap_err();
     assert_eq!(e.to_string(), "[[shard]] #1 (match = \"layers.*\"): dim 1: `b` is not an axis of mesh a=2");
     let e = shard(&mut m, &"a=2,b=2".parse().unwrap(), &rules).unwrap_err();
-    assert_eq!(e.to_string(), "[[shard]] #1 (match = \"layers.*\"), parameter `layers.0.attention_norm.weight`: 2 spec entries for a rank-1 parameter");
+    assert_eq!(
+        e.to_string(),
+        "[[shard]] #1 (match = \"layers.*\"), parameter `layers.0.attention_norm.weight`: 2 spec entries for a rank-1 parameter"
+    );
     assert_eq!(m, m0);
 }

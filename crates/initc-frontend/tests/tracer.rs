@@ -1,7 +1,7 @@
 //! The tracer API as a frontend uses it: declare, initialize, overwrite (last write wins),
 //! in-place re-init, custom traced expressions, and the key derivation.
 
-use initc_frontend::{fqn_fold_data, Init, TraceError, Tracer};
+use initc_frontend::{Init, TraceError, Tracer, fqn_fold_data};
 use initc_ir::{BinaryOp, CmpDir, DType, Op, Type};
 
 fn f32(shape: &[u64]) -> Type {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::module::{Module, Node, Param};
 use crate::op::{Op, Value};
 use crate::types::Type;
-use crate::verify::{check_node, NodeError};
+use crate::verify::{NodeError, check_node};
 
 #[derive(Debug, Default)]
 pub struct Builder {

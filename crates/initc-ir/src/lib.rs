@@ -25,11 +25,11 @@ mod types;
 mod verify;
 
 pub use builder::Builder;
-pub use compact::{compact, Changed};
+pub use compact::{Changed, compact};
 pub use module::{Module, Node, Param, RngMode};
-pub use op::{BinaryOp, CmpDir, Op, UnaryOp, Value, F64};
-pub use parse::{parse, ParseError, ParseErrorKind};
+pub use op::{BinaryOp, CmpDir, F64, Op, UnaryOp, Value};
+pub use parse::{ParseError, ParseErrorKind, parse};
 pub use print::quote;
-pub use sharding::{is_identifier, Mesh, MeshAxis, MeshError, Sharding, ShardingError, Uneven, MAX_DEVICES};
+pub use sharding::{MAX_DEVICES, Mesh, MeshAxis, MeshError, Sharding, ShardingError, Uneven, is_identifier};
 pub use types::{DType, Type};
-pub use verify::{check_node, owner_param, verify, NodeError, VerifyError};
+pub use verify::{NodeError, VerifyError, check_node, owner_param, verify};

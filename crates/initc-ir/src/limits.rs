@@ -25,7 +25,9 @@ pub fn name_problem(name: &str) -> Option<String> {
     if name.len() > MAX_NAME_BYTES {
         return Some(format!("is {} bytes long (at most {MAX_NAME_BYTES})", name.len()));
     }
-    name.chars().find(|c| c.is_control()).map(|c| format!("holds the control character {:?} (names may not contain NUL, newlines or other control characters)", c))
+    name.chars()
+        .find(|c| c.is_control())
+        .map(|c| format!("holds the control character {:?} (names may not contain NUL, newlines or other control characters)", c))
 }
 
 /// Whether `s` can name a logical axis: what the text IR reads as one word (a letter or `_`,

@@ -101,10 +101,7 @@ impl Module {
 
     /// Total bytes over all parameters in their dtypes.
     pub fn total_bytes(&self) -> u64 {
-        self.params
-            .iter()
-            .map(|p| p.ty.numel().unwrap_or(u64::MAX).saturating_mul(p.ty.dtype.size_bytes()))
-            .fold(0, u64::saturating_add)
+        self.params.iter().map(|p| p.ty.numel().unwrap_or(u64::MAX).saturating_mul(p.ty.dtype.size_bytes())).fold(0, u64::saturating_add)
     }
 
     /// Whether each node depends on the seed (the others are compile-time constants to XLA).
@@ -126,7 +123,14 @@ impl Module {
         }
         let Op::Binary { op: crate::BinaryOp::Mul, a, b } = self.node(mul).op else { return None };
         [(a, b), (b, a)].into_iter().find_map(|(n, c)| match self.node(n).op {
-            Op::Normal { key } if self.ty(n).dtype == crate::DType::F32 && self.ty(c).dtype == crate::DType::F32 && self.is_splat(c) && !seeded[c.index()] => Some((key, c)),
+            Op::Normal { key }
+                if self.ty(n).dtype == crate::DType::F32
+                    && self.ty(c).dtype == crate::DType::F32
+                    && self.is_splat(c)
+                    && !seeded[c.index()] =>
+            {
+                Some((key, c))
+            }
             _ => None,
         })
     }

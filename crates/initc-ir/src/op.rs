@@ -93,37 +93,92 @@ pub enum Op {
     /// `PRNGKey(seed)` of the runtime seed: `[seed >> 32, seed & 0xFFFFFFFF]`.
     Seed,
     /// `jax.random.fold_in(key, data)`.
-    FoldIn { key: Value, data: u32 },
+    FoldIn {
+        key: Value,
+        data: u32,
+    },
     /// `jax.random.split(key, count)`: a `key[count]`.
-    Split { key: Value, count: u64 },
+    Split {
+        key: Value,
+        count: u64,
+    },
     /// `jax.random.bits(key, shape, uint<width>)`.
-    RandomBits { key: Value, width: u8 },
+    RandomBits {
+        key: Value,
+        width: u8,
+    },
     /// `jax.random.uniform(key, shape, dtype, min, max)`.
-    Uniform { key: Value, min: F64, max: F64 },
+    Uniform {
+        key: Value,
+        min: F64,
+        max: F64,
+    },
     /// `jax.random.normal(key, shape, dtype)`.
-    Normal { key: Value },
+    Normal {
+        key: Value,
+    },
     /// `jax.random.truncated_normal(key, lower, upper, shape, dtype)`; bounds in std units.
-    TruncatedNormal { key: Value, lower: F64, upper: F64 },
+    TruncatedNormal {
+        key: Value,
+        lower: F64,
+        upper: F64,
+    },
     /// `jnp.full(shape, value, dtype)`.
-    Full { value: F64 },
+    Full {
+        value: F64,
+    },
     /// `lax.broadcasted_iota(dtype, shape, dim)`.
-    Iota { dim: u32 },
-    Unary { op: UnaryOp, x: Value },
-    Binary { op: BinaryOp, a: Value, b: Value },
-    Compare { dir: CmpDir, a: Value, b: Value },
-    Select { pred: Value, on_true: Value, on_false: Value },
+    Iota {
+        dim: u32,
+    },
+    Unary {
+        op: UnaryOp,
+        x: Value,
+    },
+    Binary {
+        op: BinaryOp,
+        a: Value,
+        b: Value,
+    },
+    Compare {
+        dir: CmpDir,
+        a: Value,
+        b: Value,
+    },
+    Select {
+        pred: Value,
+        on_true: Value,
+        on_false: Value,
+    },
     /// Element type conversion (same shape).
-    Convert { x: Value },
+    Convert {
+        x: Value,
+    },
     /// `broadcast_in_dim`: operand dim `i` becomes result dim `dims[i]`.
-    Broadcast { x: Value, dims: Vec<u32> },
+    Broadcast {
+        x: Value,
+        dims: Vec<u32>,
+    },
     /// Row-major reshape (same element count).
-    Reshape { x: Value },
+    Reshape {
+        x: Value,
+    },
     /// Result dim `i` is operand dim `perm[i]`.
-    Transpose { x: Value, perm: Vec<u32> },
+    Transpose {
+        x: Value,
+        perm: Vec<u32>,
+    },
     /// Unit-stride slice `[start, limit)` per dimension.
-    Slice { x: Value, start: Vec<u64>, limit: Vec<u64> },
+    Slice {
+        x: Value,
+        start: Vec<u64>,
+        limit: Vec<u64>,
+    },
     /// Concatenation along `dim`.
-    Concat { xs: Vec<Value>, dim: u32 },
+    Concat {
+        xs: Vec<Value>,
+        dim: u32,
+    },
 }
 
 impl Op {

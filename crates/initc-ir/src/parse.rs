@@ -2,10 +2,10 @@
 //! so an error points at the line and column where the problem is.
 
 use crate::module::{Module, Param};
-use crate::op::{BinaryOp, CmpDir, Op, UnaryOp, Value, F64};
+use crate::op::{BinaryOp, CmpDir, F64, Op, UnaryOp, Value};
 use crate::sharding::{Mesh, MeshError, Sharding, Uneven};
 use crate::types::{DType, Type};
-use crate::verify::{check_node, verify, NodeError, VerifyError};
+use crate::verify::{NodeError, VerifyError, check_node, verify};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseErrorKind {
@@ -133,7 +133,9 @@ impl<'a> Cursor<'a> {
         let tok = if c == '%' {
             self.pos += 1;
             let digits = take_while(self, |c| c.is_ascii_digit());
-            let v = digits.parse::<u32>().map_err(|_| self.err(start, ParseErrorKind::Expected { expected: "a value number after `%`", found: format!("`%{digits}`") }))?;
+            let v = digits.parse::<u32>().map_err(|_| {
+                self.err(start, ParseErrorKind::Expected { expected: "a value number after `%`", found: format!("`%{digits}`") })
+            })?;
             Tok::Val(v)
         } else if c == '"' {
             self.pos += 1;
@@ -162,7 +164,12 @@ impl<'a> Cursor<'a> {
                     match e {
                         '"' | '\\' => s.push(e),
                         'u' => s.push(self.unicode_escape(start)?),
-                        _ => return Err(self.err(self.pos - 2, ParseErrorKind::Expected { expected: "`\\\"`, `\\\\` or `\\u{..}`", found: format!("`\\{e}`") })),
+                        _ => {
+                            return Err(self.err(
+                                self.pos - 2,
+                                ParseErrorKind::Expected { expected: "`\\\"`, `\\\\` or `\\u{..}`", found: format!("`\\{e}`") },
+                            ));
+                        }
                     }
                 }
                 c => s.push(c),
@@ -289,7 +296,8 @@ impl<'a> Cursor<'a> {
             (Tok::Ident(s), _) if s == "rng" => {
                 self.expect_punct('=', "`=`")?;
                 let (v, c) = self.ident("`jax` or `fast`")?;
-                rng = crate::RngMode::from_name(&v).ok_or_else(|| self.err(c, ParseErrorKind::Expected { expected: "`jax` or `fast`", found: format!("`{v}`") }))?;
+                rng = crate::RngMode::from_name(&v)
+                    .ok_or_else(|| self.err(c, ParseErrorKind::Expected { expected: "`jax` or `fast`", found: format!("`{v}`") }))?;
             }
             _ => self.pos = save,
         }
@@ -373,7 +381,9 @@ impl<'a> Cursor<'a> {
             }
             "cmp" => {
                 let (d, dcol) = self.ident("a comparison (eq, ne, lt, le, gt, ge)")?;
-                let dir = CmpDir::from_name(&d).ok_or_else(|| self.err(dcol, ParseErrorKind::Expected { expected: "eq, ne, lt, le, gt or ge", found: format!("`{d}`") }))?;
+                let dir = CmpDir::from_name(&d).ok_or_else(|| {
+                    self.err(dcol, ParseErrorKind::Expected { expected: "eq, ne, lt, le, gt or ge", found: format!("`{d}`") })
+                })?;
                 let a = self.value()?;
                 self.expect_punct(',', "`,`")?;
                 Op::Compare { dir, a, b: self.value()? }
@@ -445,7 +455,9 @@ impl<'a> Cursor<'a> {
                 self.attr("sharding")?;
                 Some(self.sharding()?)
             }
-            (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`, sharding=[...]` or end of line", found: describe(&t) })),
+            (t, c) => {
+                return Err(self.err(c, ParseErrorKind::Expected { expected: "`, sharding=[...]` or end of line", found: describe(&t) }));
+            }
         };
         m.params.push(Param { fqn, value, ty, axes, init, sharding });
         Ok(())
@@ -481,7 +493,9 @@ impl<'a> Cursor<'a> {
     /// `mesh [fsdp=4,tp=2]` with an optional ` uneven=pad`.
     fn mesh(&mut self, m: &mut Module, col: usize) -> Result<(), ParseError> {
         if m.mesh.is_some() || !m.nodes.is_empty() || !m.params.is_empty() {
-            return Err(self.err(col, ParseErrorKind::Expected { expected: "one `mesh` line, right after the header", found: "`mesh`".into() }));
+            return Err(
+                self.err(col, ParseErrorKind::Expected { expected: "one `mesh` line, right after the header", found: "`mesh`".into() })
+            );
         }
         self.expect_punct('[', "`[`")?;
         let mut axes = Vec::new();
@@ -501,7 +515,8 @@ impl<'a> Cursor<'a> {
             (Tok::Ident(s), _) if s == "uneven" => {
                 self.expect_punct('=', "`=`")?;
                 let (v, c) = self.ident("`pad` or `error`")?;
-                Uneven::from_name(&v).ok_or_else(|| self.err(c, ParseErrorKind::Expected { expected: "`pad` or `error`", found: format!("`{v}`") }))?
+                Uneven::from_name(&v)
+                    .ok_or_else(|| self.err(c, ParseErrorKind::Expected { expected: "`pad` or `error`", found: format!("`{v}`") }))?
             }
             (t, c) => return Err(self.err(c, ParseErrorKind::Expected { expected: "`uneven=pad` or end of line", found: describe(&t) })),
         };

@@ -91,12 +91,7 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
         });
         if let Err(error) = checked {
             let node_v = Value(i as u32);
-            return Err(VerifyError::Node {
-                node: node_v,
-                mnemonic: node.op.mnemonic(),
-                param: owner_param(m, node_v),
-                error,
-            });
+            return Err(VerifyError::Node { node: node_v, mnemonic: node.op.mnemonic(), param: owner_param(m, node_v), error });
         }
     }
     let mut seen = HashSet::new();
@@ -114,22 +109,13 @@ pub fn verify(m: &Module) -> Result<(), VerifyError> {
             return Err(VerifyError::ParamUndefined { fqn: p.fqn.clone(), value: p.value });
         };
         if node.ty != p.ty {
-            return Err(VerifyError::ParamType {
-                fqn: p.fqn.clone(),
-                value: p.value,
-                declared: p.ty.clone(),
-                actual: node.ty.clone(),
-            });
+            return Err(VerifyError::ParamType { fqn: p.fqn.clone(), value: p.value, declared: p.ty.clone(), actual: node.ty.clone() });
         }
         if p.ty.dtype == DType::Key {
             return Err(VerifyError::KeyParam { fqn: p.fqn.clone() });
         }
         if !p.axes.is_empty() && p.axes.len() != p.ty.rank() {
-            return Err(VerifyError::ParamAxes {
-                fqn: p.fqn.clone(),
-                n_axes: p.axes.len(),
-                rank: p.ty.rank(),
-            });
+            return Err(VerifyError::ParamAxes { fqn: p.fqn.clone(), n_axes: p.axes.len(), rank: p.ty.rank() });
         }
         if let Some(axis) = p.axes.iter().find(|a| !limits::is_axis_name(a)) {
             return Err(VerifyError::BadAxisName { fqn: p.fqn.clone(), axis: axis.clone() });
@@ -175,9 +161,8 @@ pub fn check_node(before: &[Node], op: &Op, ty: &Type) -> Result<(), NodeError> 
     if ty.numel().is_none() {
         return Err(NodeError::Overflow { ty: ty.clone() });
     }
-    let operand = |v: Value| -> Result<&Type, NodeError> {
-        before.get(v.index()).map(|n| &n.ty).ok_or(NodeError::UndefinedOperand { operand: v })
-    };
+    let operand =
+        |v: Value| -> Result<&Type, NodeError> { before.get(v.index()).map(|n| &n.ty).ok_or(NodeError::UndefinedOperand { operand: v }) };
     for v in op.operands() {
         operand(v)?;
     }
@@ -312,11 +297,7 @@ fn expect_same(v: Value, t: &Type, want: &Type) -> Result<(), NodeError> {
 }
 
 fn expect_result(ty: &Type, ok: bool, expected: &str) -> Result<(), NodeError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(NodeError::ResultType { found: ty.clone(), expected: expected.to_string() })
-    }
+    if ok { Ok(()) } else { Err(NodeError::ResultType { found: ty.clone(), expected: expected.to_string() }) }
 }
 
 fn check_full(ty: &Type, v: f64) -> Result<(), NodeError> {
@@ -357,8 +338,7 @@ fn check_broadcast(x: Value, t: &Type, dims: &[u32], ty: &Type) -> Result<(), No
 
 fn is_permutation(perm: &[u32], rank: usize) -> bool {
     let mut seen = vec![false; rank];
-    perm.len() == rank
-        && perm.iter().all(|&p| (p as usize) < rank && !std::mem::replace(&mut seen[p as usize], true))
+    perm.len() == rank && perm.iter().all(|&p| (p as usize) < rank && !std::mem::replace(&mut seen[p as usize], true))
 }
 
 fn check_slice(t: &Type, start: &[u64], limit: &[u64], ty: &Type) -> Result<(), NodeError> {
@@ -384,9 +364,7 @@ fn check_concat(xs: &[Value], types: &[&Type], dim: u32, ty: &Type) -> Result<()
     }
     let mut total = 0u64;
     for (&v, t) in xs.iter().zip(types) {
-        let same_rest = t.rank() == first.rank()
-            && t.dtype == first.dtype
-            && (0..t.rank()).all(|i| i == d || t.shape[i] == first.shape[i]);
+        let same_rest = t.rank() == first.rank() && t.dtype == first.dtype && (0..t.rank()).all(|i| i == d || t.shape[i] == first.shape[i]);
         if !same_rest {
             return Err(operand_err(v, t, &format!("the type of {} except in dim {dim}", xs[0])));
         }

@@ -1,7 +1,7 @@
 //! Text format: exact round trip over every op, and parse/verify errors that name line, column,
 //! node and parameter.
 
-use initc_ir::{parse, Module};
+use initc_ir::{Module, parse};
 use proptest::prelude::*;
 
 const ALL_OPS: &str = r#"module "every \"op\"" seed=18446744073709551615
@@ -70,15 +70,35 @@ fn errors_name_line_column_node_and_param() {
     assert_eq!(err(&format!("{h}%0 = seed : key\n%2 = seed : key\n")), "3:1: nodes must be numbered in order: expected %1, found %2");
     assert_eq!(err(&format!("{h}%0 = normal %1 : f32[2]\n")), "2:6: operand %1 is not defined before this node (SSA order)");
     assert_eq!(err(&format!("{h}%0 = seed : key\n%1 = frobnicate %0 : key\n")), "3:6: unknown op `frobnicate`");
-    assert_eq!(err(&format!("{h}%0 = full 1.0 : f33[2]\n")), "2:17: unknown element type `f33` (one of f32, bf16, f16, f64, u8, u16, u32, u64, i32, bool, key)");
+    assert_eq!(
+        err(&format!("{h}%0 = full 1.0 : f33[2]\n")),
+        "2:17: unknown element type `f33` (one of f32, bf16, f16, f64, u8, u16, u32, u64, i32, bool, key)"
+    );
     assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\n%1 = normal %0 : f32[2]\n")), "3:6: operand %0 has type f32[2], expected key");
-    assert_eq!(err(&format!("{h}%0 = seed : key\n%1 = random_bits %0, 12 : u32[2]\n")), "3:6: attribute `width`: 12 is not one of 8, 16, 32, 64");
+    assert_eq!(
+        err(&format!("{h}%0 = seed : key\n%1 = random_bits %0, 12 : u32[2]\n")),
+        "3:6: attribute `width`: 12 is not one of 8, 16, 32, 64"
+    );
     assert_eq!(err(&format!("{h}%0 = full 1.5 : i32[2]\n")), "2:6: attribute `value`: 1.5 is not representable in i32");
-    assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[4294967296,4294967296]\n")), "2:6: element count of f32[4294967296,4294967296] overflows u64");
+    assert_eq!(
+        err(&format!("{h}%0 = full 1.0 : f32[4294967296,4294967296]\n")),
+        "2:6: element count of f32[4294967296,4294967296] overflows u64"
+    );
     assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2] extra\n")), "2:24: expected end of line, found `extra`");
-    assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[3] = %0, axes=[], init=\"x\"\n")), "3:1: parameter `w`: declared f32[3] but %0 has type f32[2]");
-    assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[], init=\"x\"\nparam \"w\" : f32[2] = %0, axes=[], init=\"x\"\n")), "4:1: parameter `w` is defined twice");
-    assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[a,b], init=\"x\"\n")), "3:1: parameter `w`: 2 axis names for rank 1");
+    assert_eq!(
+        err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[3] = %0, axes=[], init=\"x\"\n")),
+        "3:1: parameter `w`: declared f32[3] but %0 has type f32[2]"
+    );
+    assert_eq!(
+        err(&format!(
+            "{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[], init=\"x\"\nparam \"w\" : f32[2] = %0, axes=[], init=\"x\"\n"
+        )),
+        "4:1: parameter `w` is defined twice"
+    );
+    assert_eq!(
+        err(&format!("{h}%0 = full 1.0 : f32[2]\nparam \"w\" : f32[2] = %0, axes=[a,b], init=\"x\"\n")),
+        "3:1: parameter `w`: 2 axis names for rank 1"
+    );
     assert_eq!(err("%0 = seed : key\n"), "1:1: expected `module`, found `%0`");
     assert_eq!(err(&format!("{h}param \"w : f32[2]\n")), "2:7: unterminated string");
 }
@@ -92,24 +112,46 @@ fn sharded_modules_round_trip_and_bad_shardings_name_the_parameter() {
     assert_eq!(m.to_string(), ok);
     assert_eq!(m.mesh.as_ref().unwrap().devices(), 6);
     let strict = format!("{h}mesh [fsdp=4]\n");
-    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{fsdp},{}]"))), "4:1: parameter `w`: sharding [{fsdp},{}]: dim 0 (size 6) is not divisible by fsdp = 4");
-    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{},{tp}]"))), "4:1: parameter `w`: sharding [{},{tp}]: dim 1: `tp` is not an axis of mesh fsdp=4");
-    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{fsdp},{fsdp}]"))), "4:1: parameter `w`: sharding [{fsdp},{fsdp}]: mesh axis `fsdp` is used twice");
-    assert_eq!(err(&format!("{strict}{}", p(", sharding=[{}]"))), "4:1: parameter `w`: sharding [{}]: 1 spec entries for a rank-2 parameter");
+    assert_eq!(
+        err(&format!("{strict}{}", p(", sharding=[{fsdp},{}]"))),
+        "4:1: parameter `w`: sharding [{fsdp},{}]: dim 0 (size 6) is not divisible by fsdp = 4"
+    );
+    assert_eq!(
+        err(&format!("{strict}{}", p(", sharding=[{},{tp}]"))),
+        "4:1: parameter `w`: sharding [{},{tp}]: dim 1: `tp` is not an axis of mesh fsdp=4"
+    );
+    assert_eq!(
+        err(&format!("{strict}{}", p(", sharding=[{fsdp},{fsdp}]"))),
+        "4:1: parameter `w`: sharding [{fsdp},{fsdp}]: mesh axis `fsdp` is used twice"
+    );
+    assert_eq!(
+        err(&format!("{strict}{}", p(", sharding=[{}]"))),
+        "4:1: parameter `w`: sharding [{}]: 1 spec entries for a rank-2 parameter"
+    );
     assert_eq!(err(&format!("{strict}{}", p(""))), "4:1: parameter `w` has no sharding but the module has mesh fsdp=4");
     assert_eq!(err(&format!("{h}{}", p(", sharding=[{},{}]"))), "3:1: parameter `w` has a sharding but the module has no mesh");
     assert_eq!(err(&format!("{h}mesh [fsdp=0]\n")), "2:1: mesh axis `fsdp` has size 0; sizes are positive integers");
     assert_eq!(err(&format!("{h}mesh [fsdp=2] uneven=round\n")), "2:22: expected `pad` or `error`, found `round`");
-    assert_eq!(err(&format!("{h}%0 = full 1.0 : f32[2]\nmesh [fsdp=2]\n")), "3:1: expected one `mesh` line, right after the header, found `mesh`");
+    assert_eq!(
+        err(&format!("{h}%0 = full 1.0 : f32[2]\nmesh [fsdp=2]\n")),
+        "3:1: expected one `mesh` line, right after the header, found `mesh`"
+    );
 }
 
 #[test]
 fn verifier_names_the_parameter_that_uses_a_bad_node() {
-    use initc_ir::{verify, Op, Param, Type, DType, Value};
+    use initc_ir::{DType, Op, Param, Type, Value, verify};
     let mut m = Module::new("m");
     let k = m.push_node(Op::Seed, Type::key());
     let n = m.push_node(Op::Normal { key: k }, Type::new(DType::U32, [4]));
-    m.params.push(Param { fqn: "layers.0.w".into(), value: n, ty: Type::new(DType::U32, [4]), axes: vec![], init: "normal".into(), sharding: None });
+    m.params.push(Param {
+        fqn: "layers.0.w".into(),
+        value: n,
+        ty: Type::new(DType::U32, [4]),
+        axes: vec![],
+        init: "normal".into(),
+        sharding: None,
+    });
     let e = verify(&m).expect_err("u32 normal is invalid").to_string();
     assert_eq!(e, "%1 = normal (in parameter `layers.0.w`): result type u32[4] is invalid: expected an f32, bf16 or f16 tensor");
     assert_eq!(Value(1), n);

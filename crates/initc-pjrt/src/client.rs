@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::create::ClientOptions;
 use crate::error::PjrtError;
 use crate::options::CompileOptions;
-use crate::plugin::{str_of, Plugin};
+use crate::plugin::{Plugin, str_of};
 use crate::sys::{self, Args};
 
 /// Owns a `PJRT_Client`; destroyed when the last handle referring to it is dropped.
@@ -215,7 +215,14 @@ impl Client {
 
     /// `PJRT_Client_BufferFromHostBuffer` with `semantics`; returns the buffer and the
     /// `done_with_host_buffer` event (possibly null).
-    fn from_host(&self, device: &Device, ty: ElementType, dims: &[i64], bytes: &[u8], semantics: i32) -> Result<(Buffer, *mut sys::Event), PjrtError> {
+    fn from_host(
+        &self,
+        device: &Device,
+        ty: ElementType,
+        dims: &[i64],
+        bytes: &[u8],
+        semantics: i32,
+    ) -> Result<(Buffer, *mut sys::Event), PjrtError> {
         let n: i64 = dims.iter().product();
         if bytes.len() != n as usize * ty.size() {
             return Err(PjrtError::Usage(format!("upload: {} bytes for {dims:?} {ty:?}", bytes.len())));
@@ -266,7 +273,10 @@ impl Client {
     }
 }
 
-fn description_string<F: sys::Fn<Args = sys::DescriptionStringArgs>>(p: &Plugin, d: *mut sys::DeviceDescription) -> Result<String, PjrtError> {
+fn description_string<F: sys::Fn<Args = sys::DescriptionStringArgs>>(
+    p: &Plugin,
+    d: *mut sys::DeviceDescription,
+) -> Result<String, PjrtError> {
     let mut a = sys::DescriptionStringArgs::new();
     a.description = d;
     p.call::<F>(&mut a)?;

@@ -8,7 +8,7 @@
 
 use std::ffi::c_char;
 
-use crate::sys::{NamedValue, NAMED_BOOL, NAMED_FLOAT, NAMED_STRING};
+use crate::sys::{NAMED_BOOL, NAMED_FLOAT, NAMED_STRING, NamedValue};
 
 /// Options for [`crate::Client::with_options`]. `None` leaves the plugin's default.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,7 +84,9 @@ mod tests {
         let o = ClientOptions { preallocate: Some(false), memory_fraction: Some(0.5), allocator: Some("bfc".into()) };
         let v = o.named_values();
         assert_eq!(v.len(), 3);
-        let name = |n: &NamedValue| unsafe { std::str::from_utf8(std::slice::from_raw_parts(n.name as *const u8, n.name_size)).unwrap().to_string() };
+        let name = |n: &NamedValue| unsafe {
+            std::str::from_utf8(std::slice::from_raw_parts(n.name as *const u8, n.name_size)).unwrap().to_string()
+        };
         assert_eq!((name(&v[0]).as_str(), v[0].ty, v[0].value, v[0].value_size), ("preallocate", NAMED_BOOL, 0, 1));
         assert_eq!((name(&v[1]).as_str(), v[1].ty, f32::from_bits(v[1].value as u32)), ("memory_fraction", NAMED_FLOAT, 0.5));
         let s = unsafe { std::str::from_utf8(std::slice::from_raw_parts(v[2].value as *const u8, v[2].value_size)).unwrap() };

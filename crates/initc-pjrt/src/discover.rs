@@ -115,9 +115,10 @@ fn site_packages() -> Vec<PathBuf> {
     }
     let ask = "import site; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))";
     if let Ok(out) = Command::new("python3").args(["-I", "-c", ask]).current_dir("/").output()
-        && out.status.success() {
-            dirs.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(PathBuf::from));
-        }
+        && out.status.success()
+    {
+        dirs.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(PathBuf::from));
+    }
     let mut seen = std::collections::HashSet::new();
     dirs.retain(|d| d.is_absolute() && d.is_dir() && seen.insert(d.canonicalize().unwrap_or(d.clone())));
     dirs
@@ -147,7 +148,10 @@ mod tests {
         let d = discover_in(None, None, std::slice::from_ref(&site));
         assert!(d.found.is_none());
         let msg = d.not_found_message();
-        assert!(msg.contains("--plugin") && msg.contains(ENV_VAR) && msg.contains(&site.display().to_string()) && msg.contains("pip install"), "{msg}");
+        assert!(
+            msg.contains("--plugin") && msg.contains(ENV_VAR) && msg.contains(&site.display().to_string()) && msg.contains("pip install"),
+            "{msg}"
+        );
 
         std::fs::create_dir_all(site.join("libtpu")).unwrap();
         std::fs::write(site.join("libtpu/libtpu.so"), b"").unwrap();

@@ -53,7 +53,9 @@ pub enum PjrtError {
     Call { call: &'static str, code: ErrorCode, message: String },
     #[error("cannot load PJRT plugin {path}: {reason}")]
     Load { path: PathBuf, reason: String },
-    #[error("PJRT plugin {path} implements PJRT C API {major}.{minor}; initc supports {supported_major}.{supported_min}–{supported_major}.x (its binding is sized to {supported_major}.{header_minor})")]
+    #[error(
+        "PJRT plugin {path} implements PJRT C API {major}.{minor}; initc supports {supported_major}.{supported_min}–{supported_major}.x (its binding is sized to {supported_major}.{header_minor})"
+    )]
     Version { path: PathBuf, major: i32, minor: i32, supported_major: i32, supported_min: i32, header_minor: i32 },
     #[error("PJRT plugin {path} has no {call} (its function table has {slots} slots)")]
     Missing { path: PathBuf, call: &'static str, slots: usize },

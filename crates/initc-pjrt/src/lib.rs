@@ -17,9 +17,9 @@ mod options;
 mod plugin;
 mod sys;
 
-pub use create::ClientOptions;
 pub use client::{Buffer, Client, Device, ElementType, Executable, MemoryStats, Upload};
-pub use discover::{discover, Discovery, PluginSource, ENV_VAR};
+pub use create::ClientOptions;
+pub use discover::{Discovery, ENV_VAR, PluginSource, discover};
 pub use error::{ErrorCode, PjrtError};
 pub use options::CompileOptions;
-pub use plugin::{Plugin, SUPPORTED_MAJOR, SUPPORTED_MINOR_MIN, HEADER_MINOR};
+pub use plugin::{HEADER_MINOR, Plugin, SUPPORTED_MAJOR, SUPPORTED_MINOR_MIN};

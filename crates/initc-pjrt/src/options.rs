@@ -38,7 +38,11 @@ impl CompileOptions {
         let device_assignment = (!portable).then(|| pb::DeviceAssignmentProto {
             replica_count: 1,
             computation_count: self.device_assignment.len() as i32,
-            computation_devices: self.device_assignment.iter().map(|&d| pb::device_assignment_proto::ComputationDevice { replica_device_ids: vec![d] }).collect(),
+            computation_devices: self
+                .device_assignment
+                .iter()
+                .map(|&d| pb::device_assignment_proto::ComputationDevice { replica_device_ids: vec![d] })
+                .collect(),
         });
         pb::CompileOptionsProto {
             executable_build_options: Some(pb::ExecutableBuildOptionsProto {
@@ -50,7 +54,11 @@ impl CompileOptions {
                 use_shardy_partitioner: !portable && self.use_shardy,
             }),
             compile_portable_executable: portable,
-            env_option_overrides: self.overrides.iter().map(|(k, v)| (k.clone(), pb::OptionOverrideProto { value: Some(v.clone()) })).collect(),
+            env_option_overrides: self
+                .overrides
+                .iter()
+                .map(|(k, v)| (k.clone(), pb::OptionOverrideProto { value: Some(v.clone()) }))
+                .collect(),
         }
     }
 

@@ -200,10 +200,13 @@ pub(crate) unsafe fn check_table(api: *const sys::ApiHeader) -> Result<(i32, i32
         return Err(format!("GetPjrtApi returned a misaligned pointer {api:p}"));
     }
     // SAFETY: non-null and aligned; every PJRT_Api starts with the header.
-    let (size, vsize, major, minor) = unsafe { ((*api).struct_size, (*api).version.struct_size, (*api).version.major, (*api).version.minor) };
+    let (size, vsize, major, minor) =
+        unsafe { ((*api).struct_size, (*api).version.struct_size, (*api).version.major, (*api).version.minor) };
     let min = (REQUIRED.iter().map(|r| r.0).max().unwrap_or(0) + 1) * 8;
     if !(min..=MAX_TABLE_BYTES).contains(&size) {
-        return Err(format!("implausible PJRT_Api: struct_size {size} (a table holding the functions initc needs is {min} to {MAX_TABLE_BYTES} bytes)"));
+        return Err(format!(
+            "implausible PJRT_Api: struct_size {size} (a table holding the functions initc needs is {min} to {MAX_TABLE_BYTES} bytes)"
+        ));
     }
     if !(std::mem::size_of::<sys::ApiVersion>()..=4096).contains(&vsize) {
         return Err(format!("implausible PJRT_Api: PJRT_Api_Version struct_size {vsize}"));

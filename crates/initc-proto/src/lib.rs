@@ -1,7 +1,7 @@
 //! Protobuf (de)serialization of an initc module (schema: `proto/initc.proto`).
 //! Decoding re-verifies the module, so a foreign frontend's trace gets the same checks as text.
 
-use initc_ir::{BinaryOp, CmpDir, DType, Mesh, Module, Node, Op, Param, Sharding, Type, UnaryOp, Uneven, Value, F64};
+use initc_ir::{BinaryOp, CmpDir, DType, F64, Mesh, Module, Node, Op, Param, Sharding, Type, UnaryOp, Uneven, Value};
 use prost::Message;
 
 #[allow(clippy::all)]
@@ -82,7 +82,10 @@ fn to_pb(m: &Module) -> pb::Module {
                 r#type: Some(to_type(&p.ty)),
                 axes: p.axes.clone(),
                 init: p.init.clone(),
-                sharding: p.sharding.as_ref().map(|s| pb::Sharding { dims: s.dims.iter().map(|d| pb::DimSharding { axes: d.clone() }).collect() }),
+                sharding: p
+                    .sharding
+                    .as_ref()
+                    .map(|s| pb::Sharding { dims: s.dims.iter().map(|d| pb::DimSharding { axes: d.clone() }).collect() }),
             })
             .collect(),
         mesh: m.mesh.as_ref().map(|mesh| pb::Mesh {
@@ -101,7 +104,9 @@ fn to_op(op: &Op) -> pb::node::Op {
         Op::RandomBits { key, width } => P::RandomBits(pb::RandomBits { key: key.0, width: *width as u32 }),
         Op::Uniform { key, min, max } => P::Uniform(pb::Uniform { key: key.0, min: min.get(), max: max.get() }),
         Op::Normal { key } => P::Normal(pb::Normal { key: key.0 }),
-        Op::TruncatedNormal { key, lower, upper } => P::TruncatedNormal(pb::TruncatedNormal { key: key.0, lower: lower.get(), upper: upper.get() }),
+        Op::TruncatedNormal { key, lower, upper } => {
+            P::TruncatedNormal(pb::TruncatedNormal { key: key.0, lower: lower.get(), upper: upper.get() })
+        }
         Op::Full { value } => P::Full(pb::Full { value: value.get() }),
         Op::Iota { dim } => P::Iota(pb::Iota { dim: *dim }),
         Op::Unary { op, x } => P::Unary(pb::Unary { op: op.name().into(), x: x.0 }),
@@ -124,15 +129,21 @@ fn from_op(op: pb::node::Op) -> Result<Op, String> {
         P::Seed(_) => Op::Seed,
         P::FoldIn(o) => Op::FoldIn { key: Value(o.key), data: o.data },
         P::Split(o) => Op::Split { key: Value(o.key), count: o.count },
-        P::RandomBits(o) => Op::RandomBits { key: Value(o.key), width: u8::try_from(o.width).map_err(|_| format!("bit width {} out of range", o.width))? },
+        P::RandomBits(o) => {
+            Op::RandomBits { key: Value(o.key), width: u8::try_from(o.width).map_err(|_| format!("bit width {} out of range", o.width))? }
+        }
         P::Uniform(o) => Op::Uniform { key: Value(o.key), min: F64::new(o.min), max: F64::new(o.max) },
         P::Normal(o) => Op::Normal { key: Value(o.key) },
         P::TruncatedNormal(o) => Op::TruncatedNormal { key: Value(o.key), lower: F64::new(o.lower), upper: F64::new(o.upper) },
         P::Full(o) => Op::Full { value: F64::new(o.value) },
         P::Iota(o) => Op::Iota { dim: o.dim },
         P::Unary(o) => Op::Unary { op: UnaryOp::from_name(&o.op).ok_or_else(|| name("unary op", &o.op))?, x: Value(o.x) },
-        P::Binary(o) => Op::Binary { op: BinaryOp::from_name(&o.op).ok_or_else(|| name("binary op", &o.op))?, a: Value(o.a), b: Value(o.b) },
-        P::Compare(o) => Op::Compare { dir: CmpDir::from_name(&o.dir).ok_or_else(|| name("comparison", &o.dir))?, a: Value(o.a), b: Value(o.b) },
+        P::Binary(o) => {
+            Op::Binary { op: BinaryOp::from_name(&o.op).ok_or_else(|| name("binary op", &o.op))?, a: Value(o.a), b: Value(o.b) }
+        }
+        P::Compare(o) => {
+            Op::Compare { dir: CmpDir::from_name(&o.dir).ok_or_else(|| name("comparison", &o.dir))?, a: Value(o.a), b: Value(o.b) }
+        }
         P::Select(o) => Op::Select { pred: Value(o.pred), on_true: Value(o.on_true), on_false: Value(o.on_false) },
         P::Convert(o) => Op::Convert { x: Value(o.x) },
         P::Broadcast(o) => Op::Broadcast { x: Value(o.x), dims: o.dims },

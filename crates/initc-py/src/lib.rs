@@ -382,7 +382,15 @@ impl Program {
     /// into `out`: any writable C-contiguous buffer of exactly that many bytes (a uint8 numpy
     /// view of a torch tensor, say). The GIL is released while the engine runs.
     #[pyo3(signature = (fqn, out, seed = None, offset = None, shape = None))]
-    fn materialize_into(&self, py: Python<'_>, fqn: &str, out: &Bound<'_, PyAny>, seed: Option<u64>, offset: Option<Vec<u64>>, shape: Option<Vec<u64>>) -> PyResult<()> {
+    fn materialize_into(
+        &self,
+        py: Python<'_>,
+        fqn: &str,
+        out: &Bound<'_, PyAny>,
+        seed: Option<u64>,
+        offset: Option<Vec<u64>>,
+        shape: Option<Vec<u64>>,
+    ) -> PyResult<()> {
         let p = self.m.param(fqn).ok_or_else(|| err(format!("no parameter named `{fqn}` in program {:?}", self.m.name)))?;
         let global = p.ty.shape.clone();
         let region = region(&global, offset, shape).map_err(|e| err(format!("parameter `{fqn}` {global:?}: {e}")))?;
@@ -393,7 +401,12 @@ impl Program {
             return Err(err(format!("parameter `{fqn}`: the output buffer must be writable and C-contiguous")));
         }
         if buf.len_bytes() as u64 != need {
-            return Err(err(format!("parameter `{fqn}`: the region {:?} of {} needs {need} bytes; the buffer has {}", region.shape, p.ty.dtype, buf.len_bytes())));
+            return Err(err(format!(
+                "parameter `{fqn}`: the region {:?} of {} needs {need} bytes; the buffer has {}",
+                region.shape,
+                p.ty.dtype,
+                buf.len_bytes()
+            )));
         }
         let (value, m, seed) = (p.value, Arc::clone(&self.m), seed.unwrap_or(self.m.seed));
         let addr = buf.buf_ptr() as usize;

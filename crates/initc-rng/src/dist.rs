@@ -7,7 +7,7 @@
 
 use half::{bf16, f16};
 
-use crate::threefry::{for_list, for_run, Key};
+use crate::threefry::{Key, for_list, for_run};
 use crate::xla_cpu;
 
 /// Which elements of a draw to produce: a contiguous run of flat indices, or a list.
@@ -467,7 +467,9 @@ pub const BF16_PAIRS: usize = 1 << 14;
 /// entry `k` is `table[(k & 0x7F) << 1] | table[(k >> 7) << 1] << 16` ([`bf16_table`]).
 pub fn bf16_pair_table(draw: HalfDraw) -> Vec<u32> {
     let t = bf16_table(draw);
-    (0..BF16_PAIRS as u32).map(|k| u32::from(t[(bf16_draw_bits(k, 0)) as usize]) | (u32::from(t[bf16_draw_bits(k, 1) as usize]) << 16)).collect()
+    (0..BF16_PAIRS as u32)
+        .map(|k| u32::from(t[(bf16_draw_bits(k, 0)) as usize]) | (u32::from(t[bf16_draw_bits(k, 1) as usize]) << 16))
+        .collect()
 }
 
 /// A 16-bit draw: its random words ([`half_draw_bits`]), then [`half_from_bits`].

@@ -10,7 +10,8 @@ mod threefry;
 pub mod xla_cpu;
 
 pub use dist::{
-    bf16_draw_bits, bf16_pair_table, bf16_table, BF16_PAIRS, box_muller, fast_lanes, half_draw_bits, BF16_DRAW_LANES, HalfDraw, Mode, BM_COS, BM_SIN, BOX_MULLER_MAX, bits32, bits64, normal_erf_inv_f32, normal_f32, normal_half_bits, truncated_normal_f32, truncated_normal_half_bits, uniform_f32,
-    uniform_f64, uniform_half_bits, Half, HalfTruncBounds, Indices, TruncBounds, SQRT2_F32,
+    BF16_DRAW_LANES, BF16_PAIRS, BM_COS, BM_SIN, BOX_MULLER_MAX, Half, HalfDraw, HalfTruncBounds, Indices, Mode, SQRT2_F32, TruncBounds,
+    bf16_draw_bits, bf16_pair_table, bf16_table, bits32, bits64, box_muller, fast_lanes, half_draw_bits, normal_erf_inv_f32, normal_f32,
+    normal_half_bits, truncated_normal_f32, truncated_normal_half_bits, uniform_f32, uniform_f64, uniform_half_bits,
 };
-pub use threefry::{block_at, fold_in, prng_key, split_at, threefry2x32, Key, THREEFRY_PARITY};
+pub use threefry::{Key, THREEFRY_PARITY, block_at, fold_in, prng_key, split_at, threefry2x32};

@@ -99,10 +99,14 @@ fn fast_normal_is_standard_normal() {
     // Kolmogorov-Smirnov distance to the normal CDF: 1.63/sqrt(n) is the 1 % critical value.
     let mut s: Vec<f64> = z.iter().map(|&x| f64::from(x)).collect();
     s.sort_by(f64::total_cmp);
-    let d = s.iter().enumerate().map(|(i, &x)| {
-        let f = phi(x);
-        (f - i as f64 / n as f64).abs().max((f - (i + 1) as f64 / n as f64).abs())
-    }).fold(0.0, f64::max);
+    let d = s
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let f = phi(x);
+            (f - i as f64 / n as f64).abs().max((f - (i + 1) as f64 / n as f64).abs())
+        })
+        .fold(0.0, f64::max);
     assert!(d < 1.63 / (n as f64).sqrt(), "KS distance {d}");
     // lanes are not correlated: Pearson correlation of (z[2g], z[2g+1])
     let c: f64 = z.chunks(2).map(|p| f64::from(p[0]) * f64::from(p[1])).sum::<f64>() / (n / 2) as f64;
@@ -160,7 +164,9 @@ fn a_bf16_group_is_one_pair_table_entry() {
         let idx = Indices::Run { start: 1 << 20, len: n };
         match draw {
             HalfDraw::Normal => normal_half_bits(Mode::Fast, Half::BF16, KEY, idx, &mut got),
-            HalfDraw::TruncatedNormal { lower, upper } => truncated_normal_half_bits(Mode::Fast, Half::BF16, KEY, idx, lower, upper, &mut got),
+            HalfDraw::TruncatedNormal { lower, upper } => {
+                truncated_normal_half_bits(Mode::Fast, Half::BF16, KEY, idx, lower, upper, &mut got)
+            }
             HalfDraw::Uniform { min, max } => uniform_half_bits(Mode::Fast, Half::BF16, KEY, idx, min, max, &mut got),
         }
         for j in (0..n).step_by(2) {
@@ -175,7 +181,11 @@ fn a_bf16_group_is_one_pair_table_entry() {
 #[test]
 fn bf16_table_is_the_draw_of_its_8_bits() {
     // element i of a bf16 draw is table[bits & 0xFF] in both modes
-    for (draw, lower, upper) in [(HalfDraw::Normal, 0.0, 0.0), (HalfDraw::TruncatedNormal { lower: -2.0, upper: 2.0 }, -2.0, 2.0), (HalfDraw::Uniform { min: -0.5, max: 0.25 }, -0.5, 0.25)] {
+    for (draw, lower, upper) in [
+        (HalfDraw::Normal, 0.0, 0.0),
+        (HalfDraw::TruncatedNormal { lower: -2.0, upper: 2.0 }, -2.0, 2.0),
+        (HalfDraw::Uniform { min: -0.5, max: 0.25 }, -0.5, 0.25),
+    ] {
         let table = bf16_table(draw);
         for mode in [Mode::Jax, Mode::Fast] {
             let n = 512;

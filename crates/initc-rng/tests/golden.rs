@@ -107,7 +107,14 @@ fn uniform_f32_with_fma() {
     let d = load("uniform_f32.json");
     for c in d["cases"].as_array().unwrap() {
         let mut out = vec![0f32; numel(&c["shape"])];
-        uniform_f32(Mode::Jax, key(&c["key"]), run(out.len()), c["params"]["minval"].as_f64().unwrap(), c["params"]["maxval"].as_f64().unwrap(), &mut out);
+        uniform_f32(
+            Mode::Jax,
+            key(&c["key"]),
+            run(out.len()),
+            c["params"]["minval"].as_f64().unwrap(),
+            c["params"]["maxval"].as_f64().unwrap(),
+            &mut out,
+        );
         assert_eq!(f32_bits(&out), u64s(&c["bits"]), "{} {}", c["key_expr"], c["params"]);
     }
 }
@@ -159,7 +166,15 @@ fn half_precision_uniform_and_normal() {
         let mut out = vec![0u16; numel(&c["shape"])];
         let k = key(&c["key"]);
         match c["op"].as_str().unwrap() {
-            "uniform" => uniform_half_bits(Mode::Jax, h, k, run(out.len()), c["params"]["minval"].as_f64().unwrap(), c["params"]["maxval"].as_f64().unwrap(), &mut out),
+            "uniform" => uniform_half_bits(
+                Mode::Jax,
+                h,
+                k,
+                run(out.len()),
+                c["params"]["minval"].as_f64().unwrap(),
+                c["params"]["maxval"].as_f64().unwrap(),
+                &mut out,
+            ),
             "normal" => normal_half_bits(Mode::Jax, h, k, run(out.len()), &mut out),
             op => panic!("{op}"),
         }

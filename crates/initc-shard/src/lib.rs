@@ -13,7 +13,7 @@ mod pass;
 mod plan;
 mod rules;
 
-pub use geometry::{device_region, padded_local_shape, replicas, replication, shard_region, Region};
-pub use pass::{shard, unshard, Report};
+pub use geometry::{Region, device_region, padded_local_shape, replicas, replication, shard_region};
+pub use pass::{Report, shard, unshard};
 pub use plan::{DeviceLoad, ParamShare, Plan};
-pub use rules::{glob_match, Builtin, LogicalRule, Rule, RuleRef, Rules, ShardError, BUILTINS};
+pub use rules::{BUILTINS, Builtin, LogicalRule, Rule, RuleRef, Rules, ShardError, glob_match};

@@ -4,7 +4,7 @@
 
 use initc_ir::{Mesh, Module, Sharding, ShardingError};
 
-use crate::rules::{glob_match, logical_spec, padded, RuleRef, Rules, ShardError};
+use crate::rules::{RuleRef, Rules, ShardError, glob_match, logical_spec, padded};
 
 /// What the pass decided, per parameter in model order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +41,8 @@ pub fn shard(m: &mut Module, mesh: &Mesh, rules: &Rules) -> Result<Report, Shard
     for p in &m.params {
         let rank = p.ty.rank();
         let (sharding, rule) = decide(p.fqn.as_str(), &p.axes, rank, mesh, rules);
-        let fail = |rule: RuleRef, error: ShardingError| ShardError { rule, rule_desc: rule.describe(rules), param: Some(p.fqn.clone()), error };
+        let fail =
+            |rule: RuleRef, error: ShardingError| ShardError { rule, rule_desc: rule.describe(rules), param: Some(p.fqn.clone()), error };
         let sharding = match (sharding, rule) {
             (Ok(s), _) => s,
             (Err(e), Some(r)) => return Err(fail(r, e)),
@@ -76,8 +77,9 @@ fn decide(fqn: &str, axes: &[String], rank: usize, mesh: &Mesh, rules: &Rules) -
         return (Ok(Sharding { dims: spec }), Some(RuleRef::Logical(i)));
     }
     if let Some(b) = rules.builtin
-        && let Some(spec) = b.spec(axes, rank, mesh) {
-            return (Ok(Sharding { dims: spec }), Some(RuleRef::Builtin(b)));
-        }
+        && let Some(spec) = b.spec(axes, rank, mesh)
+    {
+        return (Ok(Sharding { dims: spec }), Some(RuleRef::Builtin(b)));
+    }
     (Ok(Sharding::replicated(rank)), None)
 }

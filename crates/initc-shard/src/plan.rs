@@ -40,7 +40,8 @@ impl Plan {
     /// The plan of a sharded module; `None` when it has no mesh.
     pub fn new(m: &Module) -> Option<Plan> {
         let mesh = m.mesh.as_ref()?;
-        let mut devices: Vec<DeviceLoad> = (0..mesh.devices()).map(|d| DeviceLoad { device: d, coords: mesh.coords(d), bytes: 0, allocated: 0 }).collect();
+        let mut devices: Vec<DeviceLoad> =
+            (0..mesh.devices()).map(|d| DeviceLoad { device: d, coords: mesh.coords(d), bytes: 0, allocated: 0 }).collect();
         let mut params = Vec::with_capacity(m.params.len());
         for (index, p) in m.params.iter().enumerate() {
             let s = p.sharding.as_ref()?;

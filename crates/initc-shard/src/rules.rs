@@ -96,9 +96,10 @@ impl Builtin {
             }
             // Only the first dim with a TP name is split (a mesh axis is used at most once).
             if let Some(d) = axes.iter().position(|a| TP_LOGICAL.contains(&a.as_str()))
-                && has("tp") {
-                    spec[d].push("tp".to_string());
-                }
+                && has("tp")
+            {
+                spec[d].push("tp".to_string());
+            }
         }
         if matches!(self, Builtin::Fsdp | Builtin::FsdpTp) && has("fsdp") {
             spec[0].push("fsdp".to_string());

@@ -4,7 +4,7 @@
 //! device's local shapes.
 
 use initc_ir::{DType, Mesh, Module, Op, Sharding, Type, Uneven};
-use initc_shard::{device_region, padded_local_shape, replicas, replication, Plan, Region};
+use initc_shard::{Plan, Region, device_region, padded_local_shape, replicas, replication};
 use proptest::prelude::*;
 
 /// A mesh of 1–3 axes with at most 64 devices, and a spec for a tensor of `rank` built by
@@ -17,7 +17,8 @@ fn mesh_and_spec(rank: usize) -> impl Strategy<Value = (Mesh, Sharding)> {
         let order = Just((0..n).collect::<Vec<usize>>()).prop_shuffle();
         (Just(sizes), Just(pad), targets, order).prop_map(move |(sizes, pad, targets, order)| {
             let names = ["x", "y", "z"];
-            let mesh = Mesh::new(sizes.iter().enumerate().map(|(i, &s)| (names[i], s)), if pad { Uneven::Pad } else { Uneven::Error }).unwrap();
+            let mesh =
+                Mesh::new(sizes.iter().enumerate().map(|(i, &s)| (names[i], s)), if pad { Uneven::Pad } else { Uneven::Error }).unwrap();
             let mut dims = vec![vec![]; rank];
             for &a in &order {
                 if targets[a] < rank {
@@ -30,11 +31,12 @@ fn mesh_and_spec(rank: usize) -> impl Strategy<Value = (Mesh, Sharding)> {
 }
 
 fn case() -> impl Strategy<Value = (Vec<u64>, Mesh, Sharding)> {
-    prop::collection::vec(1u64..=24, 1..=3).prop_flat_map(|shape| {
-        let rank = shape.len();
-        (Just(shape), mesh_and_spec(rank))
-    })
-    .prop_map(|(shape, (mesh, s))| (shape, mesh, s))
+    prop::collection::vec(1u64..=24, 1..=3)
+        .prop_flat_map(|shape| {
+            let rank = shape.len();
+            (Just(shape), mesh_and_spec(rank))
+        })
+        .prop_map(|(shape, (mesh, s))| (shape, mesh, s))
 }
 
 fn flat(shape: &[u64], idx: &[u64]) -> usize {

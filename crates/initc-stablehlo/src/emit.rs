@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use initc_ir::{BinaryOp, CmpDir, DType, Module, Op, Type, UnaryOp, Value};
 
-use crate::rng::{fast_truncation_is_vacuous, float_literal, truncated_consts, uniform_consts, Funcs};
+use crate::rng::{Funcs, fast_truncation_is_vacuous, float_literal, truncated_consts, uniform_consts};
 use crate::shardings::{arg_attr, module_prelude, result_attr};
-use crate::text::{elem, i64_array, quote, tensor, Body, Val};
+use crate::text::{Body, Val, elem, i64_array, quote, tensor};
 use crate::{LowerError, Options};
 
 /// The MLIR type of an IR type: keys are `tensor<...x2xui32>` (their key data).
@@ -88,7 +88,11 @@ pub(crate) fn emit(m: &Module, opts: &Options) -> Result<String, LowerError> {
         vals.insert(Value(i as u32), v);
     }
     b.loc = Some("main".into());
-    let results: Vec<Val> = m.params.iter().map(|p| vals.get(&p.value).cloned().ok_or(LowerError::Internal(format!("parameter `{}` not lowered", p.fqn)))).collect::<Result<_, _>>()?;
+    let results: Vec<Val> = m
+        .params
+        .iter()
+        .map(|p| vals.get(&p.value).cloned().ok_or(LowerError::Internal(format!("parameter `{}` not lowered", p.fqn))))
+        .collect::<Result<_, _>>()?;
     let refs: Vec<&Val> = results.iter().collect();
     b.ret(&refs);
 
@@ -115,7 +119,14 @@ fn symbol(name: &str) -> String {
     if s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') { s } else { format!("m_{s}") }
 }
 
-fn lower_node(b: &mut Body, f: &mut Funcs, op: Op, ty: &Type, get: &dyn Fn(&Value) -> Result<Val, LowerError>, key_ty: &str) -> Result<Val, LowerError> {
+fn lower_node(
+    b: &mut Body,
+    f: &mut Funcs,
+    op: Op,
+    ty: &Type,
+    get: &dyn Fn(&Value) -> Result<Val, LowerError>,
+    key_ty: &str,
+) -> Result<Val, LowerError> {
     let out = mlir_type(ty);
     let shape = ty.shape.as_slice();
     let dt = ty.dtype;
@@ -186,7 +197,8 @@ fn lower_node(b: &mut Body, f: &mut Funcs, op: Op, ty: &Type, get: &dyn Fn(&Valu
                 limit.push(2);
             }
             let strides = vec![1u64; start.len()];
-            let attr = format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array(start), i64_array(limit), i64_array(strides));
+            let attr =
+                format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array(start), i64_array(limit), i64_array(strides));
             b.op("stablehlo.slice", &[&get(&x)?], &attr, &out)
         }
         Op::Concat { xs, dim } => {

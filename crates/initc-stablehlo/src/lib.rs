@@ -18,7 +18,7 @@ mod shard_program;
 mod shardings;
 mod text;
 
-pub use shard_program::{batch_groups, batched_program, shard_program, table_chain, ChainStep, HostValue, ShardProgram, Slot};
+pub use shard_program::{ChainStep, HostValue, ShardProgram, Slot, batch_groups, batched_program, shard_program, table_chain};
 pub use shardings::gspmd;
 
 /// Which partitioner's annotations to emit.
@@ -40,7 +40,9 @@ pub struct Options {
 pub enum LowerError {
     #[error("MLIR rejected the emitted module: {0}")]
     Mlir(String),
-    #[error("parameter `{fqn}`: dim {dim} (size {size}) is split into {parts} padded pieces, which Shardy cannot express: XLA's Shardy partitioner splits it over a sub-axis instead of padding (measured with jaxlib 0.10.2), so devices would disagree with initc's geometry")]
+    #[error(
+        "parameter `{fqn}`: dim {dim} (size {size}) is split into {parts} padded pieces, which Shardy cannot express: XLA's Shardy partitioner splits it over a sub-axis instead of padding (measured with jaxlib 0.10.2), so devices would disagree with initc's geometry"
+    )]
     UnevenShardy { fqn: String, dim: usize, size: u64, parts: u64 },
     #[error("not supported by the StableHLO emitter yet: {0}")]
     Unsupported(String),
@@ -51,7 +53,9 @@ pub enum LowerError {
 impl LowerError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            LowerError::UnevenShardy { .. } => Some("emit GSPMD annotations (--partitioner gspmd), which XLA pads as initc does, or choose axis sizes that divide the dimension"),
+            LowerError::UnevenShardy { .. } => Some(
+                "emit GSPMD annotations (--partitioner gspmd), which XLA pads as initc does, or choose axis sizes that divide the dimension",
+            ),
             _ => None,
         }
     }

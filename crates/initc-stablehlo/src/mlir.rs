@@ -3,10 +3,10 @@
 //! and print it (with FQN locations) or write bytecode. MLIR checks SSA and types; XLA is the
 //! judge of StableHLO semantics (tools/oracle).
 
-use melior::dialect::DialectHandle;
-use melior::ir::operation::{OperationLike, OperationPrintingFlags};
-use melior::ir::Module;
 use melior::Context;
+use melior::dialect::DialectHandle;
+use melior::ir::Module;
+use melior::ir::operation::{OperationLike, OperationPrintingFlags};
 
 use crate::LowerError;
 

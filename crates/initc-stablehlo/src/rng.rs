@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use initc_ir::{DType, RngMode};
 use initc_rng::Half;
 
-use crate::text::{args, elem, i64_array, private_func, shape_tag, tensor, Body, Val};
+use crate::text::{Body, Val, args, elem, i64_array, private_func, shape_tag, tensor};
 
 /// The private functions emitted so far (each once), in emission order.
 #[derive(Default)]
@@ -111,7 +111,12 @@ impl Funcs {
         let (k0, k1) = key_words(b, key);
         let k2 = self.shard.is_some().then(|| {
             let one = tensor(&[1], "ui32");
-            let k2 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([4]), i64_array([5]), i64_array([1])), &one);
+            let k2 = b.op(
+                "stablehlo.slice",
+                &[key],
+                &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([4]), i64_array([5]), i64_array([1])),
+                &one,
+            );
             b.op("stablehlo.reshape", &[&k2], "", &tensor(&[], "ui32"))
         });
         (k0, k1, k2)
@@ -192,7 +197,9 @@ impl Funcs {
                 let bits = f.bits(shape);
                 let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
                 let v = if j < lanes / 2 { &y[0] } else { &y[1] };
-                let r = if lanes == 2 { v.clone() } else {
+                let r = if lanes == 2 {
+                    v.clone()
+                } else {
                     let sh = b.constant(&((j % (lanes / 2)) * u64::from(width)).to_string(), &t);
                     let x = b.ew("stablehlo.shift_right_logical", &[v, &sh]);
                     let mask = b.constant(&((1u64 << width) - 1).to_string(), &t);
@@ -205,9 +212,16 @@ impl Funcs {
             let blk = f.block(lanes, shape);
             let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
             let half = b.constant(&(lanes / 2).to_string(), &t);
-            let low = b.op("stablehlo.compare", &[&y[2], &half], "comparison_direction = #stablehlo<comparison_direction LT>", &tensor(shape, "i1"));
+            let low = b.op(
+                "stablehlo.compare",
+                &[&y[2], &half],
+                "comparison_direction = #stablehlo<comparison_direction LT>",
+                &tensor(shape, "i1"),
+            );
             let v = b.op("stablehlo.select", &[&low, &y[0], &y[1]], "", &t);
-            let r = if lanes == 2 { v } else {
+            let r = if lanes == 2 {
+                v
+            } else {
                 let m = b.constant(&(lanes / 2 - 1).to_string(), &t);
                 let j = b.ew("stablehlo.and", &[&y[2], &m]);
                 let w = b.constant(&width.to_string(), &t);
@@ -292,7 +306,12 @@ impl Funcs {
             let y = b.call(&blk, &[&a[0]], &[t.clone(), t.clone(), t.clone()]);
             let [cz, sz, r] = box_muller_parts(b, shape, &y[0], &y[1]);
             let zero = b.constant("0", &t);
-            let first = b.op("stablehlo.compare", &[&y[2], &zero], "comparison_direction = #stablehlo<comparison_direction EQ>", &tensor(shape, "i1"));
+            let first = b.op(
+                "stablehlo.compare",
+                &[&y[2], &zero],
+                "comparison_direction = #stablehlo<comparison_direction EQ>",
+                &tensor(shape, "i1"),
+            );
             let z = b.op("stablehlo.select", &[&first, &cz, &sz], "", &out);
             let z = b.ew("stablehlo.multiply", &[&r, &z]);
             b.ret(&[&z]);
@@ -474,8 +493,18 @@ fn threefry_rounds(b: &mut Body, t: &str, ks: [&Val; 3], c0: &Val, c1: &Val) -> 
 pub(crate) fn key_words(b: &mut Body, key: &Val) -> (Val, Val) {
     let one = tensor(&[1], "ui32");
     let s = tensor(&[], "ui32");
-    let w0 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([0]), i64_array([1]), i64_array([1])), &one);
-    let w1 = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([1]), i64_array([2]), i64_array([1])), &one);
+    let w0 = b.op(
+        "stablehlo.slice",
+        &[key],
+        &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([0]), i64_array([1]), i64_array([1])),
+        &one,
+    );
+    let w1 = b.op(
+        "stablehlo.slice",
+        &[key],
+        &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([1]), i64_array([2]), i64_array([1])),
+        &one,
+    );
     (b.op("stablehlo.reshape", &[&w0], "", &s), b.op("stablehlo.reshape", &[&w1], "", &s))
 }
 
@@ -580,7 +609,9 @@ fn counters_u64(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val)
             stride = g.strides[d];
         }
         let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t64);
-        let term = if stride == 1 { io } else {
+        let term = if stride == 1 {
+            io
+        } else {
             let c = b.constant(&stride.to_string(), &t64);
             b.ew("stablehlo.multiply", &[&io, &c])
         };
@@ -610,12 +641,19 @@ fn shard_counters_u32(b: &mut Body, shape: &[u64], g: &Global, key: &Val) -> (Va
     let t = tensor(shape, "ui32");
     let one = tensor(&[1], "ui32");
     let s = tensor(&[], "ui32");
-    let base = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([3]), i64_array([4]), i64_array([1])), &one);
+    let base = b.op(
+        "stablehlo.slice",
+        &[key],
+        &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([3]), i64_array([4]), i64_array([1])),
+        &one,
+    );
     let base = b.op("stablehlo.reshape", &[&base], "", &s);
     let mut flat = b.splat(&base, &t);
     for d in 0..shape.len() {
         let io = b.op("stablehlo.iota", &[], &format!("iota_dimension = {d} : i64"), &t);
-        let term = if g.strides[d] == 1 { io } else {
+        let term = if g.strides[d] == 1 {
+            io
+        } else {
             let c = b.constant(&g.strides[d].to_string(), &t);
             b.ew("stablehlo.multiply", &[&io, &c])
         };
@@ -630,7 +668,12 @@ fn shard_base(b: &mut Body, key: &Val) -> Val {
     let s = tensor(&[], "ui32");
     let s64 = tensor(&[], "ui64");
     let word = |b: &mut Body, i: u64| {
-        let w = b.op("stablehlo.slice", &[key], &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([i]), i64_array([i + 1]), i64_array([1])), &one);
+        let w = b.op(
+            "stablehlo.slice",
+            &[key],
+            &format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([i]), i64_array([i + 1]), i64_array([1])),
+            &one,
+        );
         let w = b.op("stablehlo.reshape", &[&w], "", &s);
         b.op("stablehlo.convert", &[&w], "", &s64)
     };
@@ -686,7 +729,11 @@ fn normal_consts(dt: DType) -> (String, String, String) {
         }
         None => {
             let lo = f32::from_bits(0xBF7F_FFFF);
-            (bits_literal(dt, 0xBF7F_FFFF), bits_literal(dt, (1.0 - lo).to_bits().into()), bits_literal(dt, initc_rng::SQRT2_F32.to_bits().into()))
+            (
+                bits_literal(dt, 0xBF7F_FFFF),
+                bits_literal(dt, (1.0 - lo).to_bits().into()),
+                bits_literal(dt, initc_rng::SQRT2_F32.to_bits().into()),
+            )
         }
     }
 }

@@ -35,10 +35,10 @@ use std::fmt::Write;
 use initc_ir::{BinaryOp, DType, Module, Op, UnaryOp, Value};
 use initc_shard::Region;
 
-use crate::emit::{binary_name, compare_attr, unary_name};
-use crate::rng::{fast_truncation_is_vacuous, truncated_consts, uniform_consts, Funcs};
-use crate::text::{elem, i64_array, tensor, Body, Val};
 use crate::LowerError;
+use crate::emit::{binary_name, compare_attr, unary_name};
+use crate::rng::{Funcs, fast_truncation_is_vacuous, truncated_consts, uniform_consts};
+use crate::text::{Body, Val, elem, i64_array, tensor};
 
 /// Entries of a bf16 pair table ([`initc_rng::bf16_pair_table`]).
 const PAIRS: u64 = initc_rng::BF16_PAIRS as u64;
@@ -67,7 +67,13 @@ impl Slot {
     pub fn words(self) -> usize {
         match self {
             Slot::Base | Slot::GroupBase(_) | Slot::Offset(_) => 2,
-            Slot::Scalar(d) => if d.size_bytes() == 8 { 2 } else { 1 },
+            Slot::Scalar(d) => {
+                if d.size_bytes() == 8 {
+                    2
+                } else {
+                    1
+                }
+            }
             Slot::Key(_) => 3,
             Slot::Bf16Table => 0,
         }
@@ -213,7 +219,9 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
         let l = match n.op {
             Op::RandomBits { width: w, .. } => initc_rng::fast_lanes(w.into()),
             Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } if n.ty.dtype == DType::BF16 => initc_rng::BF16_DRAW_LANES,
-            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => initc_rng::fast_lanes(8 * n.ty.dtype.size_bytes() as u32),
+            Op::Uniform { .. } | Op::Normal { .. } | Op::TruncatedNormal { .. } => {
+                initc_rng::fast_lanes(8 * n.ty.dtype.size_bytes() as u32)
+            }
             _ => continue,
         };
         if lanes.is_some_and(|x| x != l) || l * u64::from(width) > 64 {
@@ -250,7 +258,11 @@ pub enum ChainStep {
     Unary(UnaryOp),
     /// `op(constant, x)` when `constant_first`, else `op(x, constant)`; `constant` is a
     /// seed-independent bf16 scalar or splat node.
-    Binary { op: BinaryOp, constant: Value, constant_first: bool },
+    Binary {
+        op: BinaryOp,
+        constant: Value,
+        constant_first: bool,
+    },
 }
 
 /// A fast-mode bf16 parameter value `v` that one table lookup computes: a bf16 draw (uniform,
@@ -366,7 +378,12 @@ impl Emitter<'_> {
 
     fn slice_of(&mut self, name: &str, placeholder: &str, start: usize, n: usize) -> Val {
         let arg = Val { name: name.into(), ty: placeholder.into() };
-        let attr = format!("start_indices = {}, limit_indices = {}, strides = {}", i64_array([start as u64]), i64_array([(start + n) as u64]), i64_array([1]));
+        let attr = format!(
+            "start_indices = {}, limit_indices = {}, strides = {}",
+            i64_array([start as u64]),
+            i64_array([(start + n) as u64]),
+            i64_array([1])
+        );
         self.body.op("stablehlo.slice", &[&arg], &attr, &tensor(&[n as u64], "ui32"))
     }
 
@@ -488,7 +505,10 @@ impl Emitter<'_> {
         let mut col = shape.to_vec();
         col.push(1);
         let x = self.body.op("stablehlo.reshape", &[&x], "", &tensor(&col, "i32"));
-        let attr = format!("dimension_numbers = #stablehlo.gather<collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = {}>, indices_are_sorted = false, slice_sizes = array<i64: 1>", shape.len());
+        let attr = format!(
+            "dimension_numbers = #stablehlo.gather<collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = {}>, indices_are_sorted = false, slice_sizes = array<i64: 1>",
+            shape.len()
+        );
         self.body.op("stablehlo.gather", &[table, &x], &attr, &tensor(shape, out_elem))
     }
 
@@ -525,7 +545,9 @@ impl Emitter<'_> {
                 v.clone()
             };
             let x = self.body.op("stablehlo.convert", &[&bits], "", &tw);
-            let x = if j == 0 { x } else {
+            let x = if j == 0 {
+                x
+            } else {
                 let sh = self.body.constant(&(j as u64 * w).to_string(), &tw);
                 self.body.ew("stablehlo.shift_left", &[&x, &sh])
             };
@@ -563,7 +585,12 @@ impl Emitter<'_> {
             return Ok(());
         }
         if !self.is_param_shaped(v) {
-            return Err(self.unsupported(format!("{v} = {} has shape {}, not the parameter's {:?}", node.op.mnemonic(), node.ty, self.global)));
+            return Err(self.unsupported(format!(
+                "{v} = {} has shape {}, not the parameter's {:?}",
+                node.op.mnemonic(),
+                node.ty,
+                self.global
+            )));
         }
         let out = self.local_ty(dt);
         let local = self.compute.clone();
@@ -620,7 +647,9 @@ impl Emitter<'_> {
                 if j == 0 {
                     self.pairs.insert(v, pair.clone());
                 }
-                let pair = if j == 0 { pair } else {
+                let pair = if j == 0 {
+                    pair
+                } else {
                     let s = self.body.constant("16", &t);
                     self.body.ew("stablehlo.shift_right_logical", &[&pair, &s])
                 };
@@ -700,7 +729,9 @@ impl Emitter<'_> {
         let arg_ty = tensor(&[words as u64], "ui32");
         let mut text = String::new();
         let _ = writeln!(text, "module @shard attributes {{mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32}} {{");
-        let tables: String = (0..self.slots.iter().filter(|s| **s == Slot::Bf16Table).count()).map(|i| format!(", %arg{}: {}", 1 + i, tensor(&[PAIRS], "ui32"))).collect();
+        let tables: String = (0..self.slots.iter().filter(|s| **s == Slot::Bf16Table).count())
+            .map(|i| format!(", %arg{}: {}", 1 + i, tensor(&[PAIRS], "ui32")))
+            .collect();
         let _ = writeln!(text, "  func.func public @main(%arg0: {arg_ty}{tables}) -> ({}) {{", out.ty);
         for l in &self.body.lines {
             let _ = writeln!(text, "    {}", l.replace("(ARG0", &format!("({arg_ty}")));
@@ -712,7 +743,15 @@ impl Emitter<'_> {
         text.push_str("}\n");
         self.ops.dedup();
         let summary = format!("{} {}{:?}", self.ops.join("·"), elem(*dt), self.local);
-        ShardProgram { text, slots: self.slots, values: self.values, dyn_keys: self.dyn_keys, shape: self.local.to_vec(), dtype: *dt, summary }
+        ShardProgram {
+            text,
+            slots: self.slots,
+            values: self.values,
+            dyn_keys: self.dyn_keys,
+            shape: self.local.to_vec(),
+            dtype: *dt,
+            summary,
+        }
     }
 }
 
@@ -749,9 +788,15 @@ pub fn batched_program(text: &str, k: usize, fuse: usize) -> Result<String, Lowe
     let (args, rest) = line[head.len()..].split_once(") -> (").ok_or_else(bad)?;
     let result = rest.strip_suffix(") {").ok_or_else(bad)?;
     let types: Vec<&str> = args.split(", ").map(|a| a.split_once(": ").map(|(_, t)| t).ok_or_else(bad)).collect::<Result<_, _>>()?;
-    let words: u64 = types.first().and_then(|t| t.strip_prefix("tensor<")).and_then(|t| t.strip_suffix("xui32>")).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+    let words: u64 = types
+        .first()
+        .and_then(|t| t.strip_prefix("tensor<"))
+        .and_then(|t| t.strip_suffix("xui32>"))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
     let groups = batch_groups(k, fuse);
-    let mut params: Vec<String> = groups.iter().enumerate().map(|(g, &n)| format!("%statics{g}: tensor<{}xui32>", words * n as u64)).collect();
+    let mut params: Vec<String> =
+        groups.iter().enumerate().map(|(g, &n)| format!("%statics{g}: tensor<{}xui32>", words * n as u64)).collect();
     params.extend((0..k).flat_map(|b| types.iter().enumerate().skip(1).map(move |(i, t)| format!("%b{b}_{i}: {t}"))));
     let mut main = String::new();
     let _ = writeln!(main, "{head}{}) -> ({}) {{", params.join(", "), vec![result; k].join(", "));

@@ -34,7 +34,8 @@ pub(crate) fn result_attr(m: &Module, p: &Param, opts: &Options) -> String {
     let (Some(mesh), Some(s)) = (&m.mesh, &p.sharding) else { return String::new() };
     match opts.partitioner {
         Partitioner::Shardy => {
-            let dims: Vec<String> = s.dims.iter().map(|d| format!("{{{}}}", d.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", "))).collect();
+            let dims: Vec<String> =
+                s.dims.iter().map(|d| format!("{{{}}}", d.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", "))).collect();
             format!(" {{sdy.sharding = #sdy.sharding<@mesh, [{}]>}}", dims.join(", "))
         }
         Partitioner::Gspmd => format!(" {{mhlo.sharding = {}}}", quote(&gspmd(mesh, s))),

@@ -115,7 +115,10 @@ impl Body {
         let (lhs, outs) = if results.len() == 1 {
             (r.clone(), vec![Val { name: r, ty: results[0].clone() }])
         } else {
-            (format!("{r}:{}", results.len()), results.iter().enumerate().map(|(i, t)| Val { name: format!("{r}#{i}"), ty: t.clone() }).collect())
+            (
+                format!("{r}:{}", results.len()),
+                results.iter().enumerate().map(|(i, t)| Val { name: format!("{r}#{i}"), ty: t.clone() }).collect(),
+            )
         };
         self.lines.push(format!("{lhs} = func.call @{callee}({}) : ({}) -> ({}){loc}", ops.join(", "), tys.join(", "), results.join(", ")));
         outs

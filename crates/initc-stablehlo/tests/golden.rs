@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use initc_stablehlo::{lower, Options, Partitioner};
+use initc_stablehlo::{Options, Partitioner, lower};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -35,7 +35,12 @@ fn small_models_match_golden_stablehlo() {
             Ok(want) if want == text => {}
             Ok(want) => {
                 let line = want.lines().zip(text.lines()).position(|(a, b)| a != b).unwrap_or(0);
-                failures.push(format!("{name}: differs at line {}: expected {:?}, got {:?}", line + 1, want.lines().nth(line), text.lines().nth(line)));
+                failures.push(format!(
+                    "{name}: differs at line {}: expected {:?}, got {:?}",
+                    line + 1,
+                    want.lines().nth(line),
+                    text.lines().nth(line)
+                ));
             }
             Err(_) => failures.push(format!("{name}: missing golden (INITC_BLESS=1)")),
         }
@@ -49,7 +54,10 @@ fn main_signature_locations_and_shardings() {
     let text = lower(&m, &Options::default()).unwrap().text().unwrap();
     assert!(text.contains("mhlo.num_partitions = 4 : i32"), "{text}");
     assert!(text.contains("sdy.mesh"), "{text}");
-    assert!(text.contains("func.func public @main(%arg0: tensor<2xui32> {sdy.sharding = #sdy.sharding<@mesh, [{}]>}"), "key argument, replicated");
+    assert!(
+        text.contains("func.func public @main(%arg0: tensor<2xui32> {sdy.sharding = #sdy.sharding<@mesh, [{}]>}"),
+        "key argument, replicated"
+    );
     // output.weight's explicit rule, wq's built-in fsdp+tp layout.
     assert!(text.contains("tensor<1000x256xf32> {sdy.sharding = #sdy.sharding<@mesh, [{\"fsdp\", \"tp\"}, {}]>}"), "{text}");
     assert!(text.contains("tensor<256x256xf32> {sdy.sharding = #sdy.sharding<@mesh, [{\"tp\", \"fsdp\"}, {}]>}"), "{text}");
@@ -67,7 +75,8 @@ fn main_signature_locations_and_shardings() {
 
 #[test]
 fn module_size_grows_slowly_with_identical_layers() {
-    let src = |n: u32| format!("[model]\npreset = \"llama3\"\ndim = 256\nn_layers = {n}\nn_heads = 4\nvocab_size = 1000\nmultiple_of = 16\n");
+    let src =
+        |n: u32| format!("[model]\npreset = \"llama3\"\ndim = 256\nn_layers = {n}\nn_heads = 4\nvocab_size = 1000\nmultiple_of = 16\n");
     let size = |n: u32| {
         let t = initc_frontend::trace_toml("l.toml", &src(n), "l").unwrap();
         lower(&t.module, &Options::default()).unwrap().raw().len()
@@ -113,7 +122,11 @@ fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
     assert!(b.contains("%b2_1: tensor<16384xui32>"));
     // static words in groups of 2 launches: 2 + 1
     let words = sp.slots.iter().map(|s| s.words()).sum::<usize>();
-    assert!(b.contains(&format!("@main(%statics0: tensor<{}xui32>, %statics1: tensor<{words}xui32>,", 2 * words)), "{}", &b[..b.len().min(3000)]);
+    assert!(
+        b.contains(&format!("@main(%statics0: tensor<{}xui32>, %statics1: tensor<{words}xui32>,", 2 * words)),
+        "{}",
+        &b[..b.len().min(3000)]
+    );
     assert!(b.contains(&format!("(%statics0) {{start_indices = array<i64: {words}>, limit_indices = array<i64: {}>", 2 * words)));
     assert_eq!(initc_stablehlo::batch_groups(16, 4), vec![4, 4, 4, 4]);
     assert_eq!(initc_stablehlo::batch_groups(6, 4), vec![4, 2]);
