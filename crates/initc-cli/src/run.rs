@@ -101,7 +101,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     } else {
         num.parse::<f64>().map_err(|_| not_a_size())? * mult as f64
     };
-    if !(bytes >= 1.0) {
+    if bytes.is_nan() || bytes < 1.0 {
         return Err(format!("`{s}`: a shard size is at least 1 byte"));
     }
     if bytes >= 18446744073709551616.0 {

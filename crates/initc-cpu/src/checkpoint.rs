@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn a_header_readers_refuse_is_an_error() {
         let mut b = initc_ir::Builder::new("big");
-        let ty = initc_ir::Type::new(initc_ir::DType::F32, &[1]);
+        let ty = initc_ir::Type::new(initc_ir::DType::F32, [1]);
         let z = b.push(initc_ir::Op::Full { value: initc_ir::F64::new(0.0) }, ty.clone()).unwrap();
         let mut m = b.finish();
         let pad = "x".repeat(3990);

@@ -112,8 +112,9 @@ fn compare_bytes(dtype: DType, got: &[u8], want: &[u8]) -> ShardCheck {
         }
         return c;
     }
-    // (f32 value, ULP distance to the reference, ULP tolerance of the element)
-    let (g, r, ulps): (Vec<f32>, Vec<f32>, Box<dyn Fn(usize) -> u64>) = match half {
+    // (device values, reference values, ULP distance of element i)
+    type Decoded = (Vec<f32>, Vec<f32>, Box<dyn Fn(usize) -> u64>);
+    let (g, r, ulps): Decoded = match half {
         Some(h) => {
             let f = |b: &[u8]| -> Vec<u16> { b.chunks_exact(2).map(|x| u16::from_le_bytes([x[0], x[1]])).collect() };
             let (gb, rb) = (f(got), f(want));

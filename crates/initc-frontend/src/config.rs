@@ -251,6 +251,8 @@ impl Traced {
 }
 
 /// Parses a model.toml (`source`, read from `path`) and traces it.
+// The error carries the source text for its caret diagnostic; it is built once per failed run.
+#[allow(clippy::result_large_err)]
 pub fn trace_toml(path: &str, source: &str, default_name: &str) -> std::result::Result<Traced, ConfigError> {
     let attach = |e: SpanError| ConfigError { path: path.into(), source: source.into(), span: e.span, kind: e.kind, hint: e.hint };
     let root: Root = toml::from_str(source).map_err(|e| attach(syntax_error(&e, source)))?;

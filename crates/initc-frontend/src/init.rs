@@ -80,7 +80,7 @@ pub enum Init {
 }
 
 /// std of a standard normal truncated to (-2, 2); Flax divides by it.
-const TRUNC_STD_2: f64 = 0.87962566103423978;
+const TRUNC_STD_2: f64 = 0.879_625_661_034_239_8;
 
 /// No f32 normal draw exceeds this magnitude: JAX mode's inverse-CDF normal stays within
 /// ±5.42 (its uniform is at least `nextafter(-1, 0)` and below 1 − 2^-23), fast mode's

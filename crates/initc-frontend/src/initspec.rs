@@ -8,8 +8,11 @@ use crate::config::{InitValue, Result, SpanError};
 use crate::init::{Distribution, FanMode, Init, Nonlinearity};
 use crate::pattern::suggest;
 
+/// An initializer kind and its arguments with defaults (`None` = required).
+type KindArgs = (&'static str, &'static [(&'static str, Option<Arg>)]);
+
 /// Every initializer kind and its arguments with defaults (`None` = required).
-const KINDS: &[(&str, &[(&str, Option<Arg>)])] = &[
+const KINDS: &[KindArgs] = &[
     ("zeros", &[]),
     ("ones", &[]),
     ("constant", &[("value", None)]),

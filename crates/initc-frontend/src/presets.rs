@@ -121,7 +121,7 @@ pub(crate) fn build_preset(cx: &mut ModelCtx, preset: &Spanned<String>, m: &Mode
 }
 
 fn divides(span: Range<usize>, key: &str, a: u64, a_name: &str, b: u64, b_name: &str) -> Result<()> {
-    if b % a != 0 {
+    if !b.is_multiple_of(a) {
         return Err(SpanError::invalid(span, key, format!("{b_name} = {b} is not divisible by {a_name} = {a}")));
     }
     Ok(())

@@ -178,11 +178,10 @@ proptest! {
     fn parser_survives_mutations(pos in 0usize..ALL_OPS.len(), byte in any::<u8>()) {
         let mut bytes = ALL_OPS.as_bytes().to_vec();
         bytes[pos] = byte;
-        if let Ok(text) = String::from_utf8(bytes) {
-            if let Ok(m) = parse(&text) {
+        if let Ok(text) = String::from_utf8(bytes)
+            && let Ok(m) = parse(&text) {
                 // Anything that parses prints back to something that parses to the same module.
                 prop_assert_eq!(parse(&m.to_string()).unwrap(), m);
             }
-        }
     }
 }

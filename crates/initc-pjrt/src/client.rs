@@ -215,6 +215,7 @@ impl Client {
 
     /// `PJRT_Client_BufferFromHostBuffer` with `semantics`; returns the buffer and the
     /// `done_with_host_buffer` event (possibly null).
+    #[allow(clippy::wrong_self_convention)] // `self` is the client the buffer is made on
     fn from_host(
         &self,
         device: &Device,

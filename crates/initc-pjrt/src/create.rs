@@ -35,15 +35,15 @@ impl ClientOptions {
 
     /// Checks the values (a fraction outside (0, 1], an unknown allocator).
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(f) = self.memory_fraction {
-            if !(f > 0.0 && f <= 1.0) {
-                return Err(format!("memory_fraction must be in (0, 1], got {f}"));
-            }
+        if let Some(f) = self.memory_fraction
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return Err(format!("memory_fraction must be in (0, 1], got {f}"));
         }
-        if let Some(a) = &self.allocator {
-            if !["default", "bfc", "cuda", "platform"].contains(&a.as_str()) {
-                return Err(format!("allocator `{a}` is not one of default, bfc, cuda, platform"));
-            }
+        if let Some(a) = &self.allocator
+            && !["default", "bfc", "cuda", "platform"].contains(&a.as_str())
+        {
+            return Err(format!("allocator `{a}` is not one of default, bfc, cuda, platform"));
         }
         Ok(())
     }

@@ -289,7 +289,7 @@ mod tests {
         let mut t = table(1200, 1);
         t[2] = 7;
         assert!(check(&t).unwrap_err().contains("PJRT_Api_Version struct_size 7"));
-        let bytes = vec![0u8; 64];
+        let bytes = [0u8; 64];
         let odd = unsafe { bytes.as_ptr().add(1) } as *const sys::ApiHeader;
         assert!(unsafe { check_table(odd) }.unwrap_err().contains("misaligned"));
     }

@@ -5,6 +5,11 @@
 //! API boundary: pure functions of `(key, flat element indices)`; no allocation beyond the
 //! caller's buffers (16-bit paths use a scratch vector), no I/O, no threads.
 
+// XLA's polynomial coefficients are written digit for digit as in XLA's source (more digits
+// than f32 holds, `as f32` casts included), so a reader can compare them with it; NaN-aware
+// comparisons (`!(x < y)`) are meant.
+#![allow(clippy::excessive_precision, clippy::unnecessary_cast, clippy::neg_cmp_op_on_partial_ord)]
+
 mod dist;
 mod threefry;
 pub mod xla_cpu;

@@ -231,7 +231,7 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
     }
     let lanes = lanes.unwrap_or_else(|| initc_rng::fast_lanes(width));
     let last = p.ty.shape.len() - 1;
-    if p.ty.shape[last] % lanes != 0 || region.shape[last] % lanes != 0 || region.offset[last] % lanes != 0 {
+    if !p.ty.shape[last].is_multiple_of(lanes) || !region.shape[last].is_multiple_of(lanes) || !region.offset[last].is_multiple_of(lanes) {
         return 1;
     }
     lanes
@@ -534,7 +534,7 @@ impl Emitter<'_> {
     /// bf16 pairs), whose bitcast to `L` values of the dtype (little-endian, as on x86 and
     /// GPUs) is reshaped to the local shape.
     fn pack(&mut self, dt: DType, lanes: &[Val]) -> Val {
-        let w = 8 * dt.size_bytes() as u64;
+        let w = 8 * dt.size_bytes();
         let uint = format!("ui{w}");
         let tw = tensor(&self.compute, &format!("ui{}", w * lanes.len() as u64));
         let mut acc: Option<Val> = None;
