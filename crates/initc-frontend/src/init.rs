@@ -164,7 +164,7 @@ impl Init {
         if matches!(ty.dtype, DType::BF16 | DType::F16) && !matches!(self, Init::Constant(_)) {
             let wide = ty.with_dtype(DType::F32);
             let x = self.lower_in(t, fqn, &wide, key)?;
-            return if t.ty(x).dtype == DType::F32 { t.convert(x, ty.dtype) } else { Ok(x) };
+            return t.convert(x, ty.dtype);
         }
         self.lower_in(t, fqn, ty, key)
     }
