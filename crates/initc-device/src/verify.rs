@@ -112,32 +112,29 @@ fn compare_bytes(dtype: DType, got: &[u8], want: &[u8]) -> ShardCheck {
         }
         return c;
     }
-    // (device values, reference values, ULP distance of element i)
-    type Decoded = (Vec<f32>, Vec<f32>, Box<dyn Fn(usize) -> u64>);
-    let (g, r, ulps): Decoded = match half {
-        Some(h) => {
-            let f = |b: &[u8]| -> Vec<u16> { b.chunks_exact(2).map(|x| u16::from_le_bytes([x[0], x[1]])).collect() };
-            let (gb, rb) = (f(got), f(want));
-            let (g, r) = (gb.iter().map(|&x| h.to_f32(x)).collect(), rb.iter().map(|&x| h.to_f32(x)).collect());
-            (g, r, Box::new(move |i| half_ulp_distance(gb[i], rb[i])))
-        }
-        None => {
-            let f = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|x| f32::from_le_bytes([x[0], x[1], x[2], x[3]])).collect() };
-            let (g, r): (Vec<f32>, Vec<f32>) = (f(got), f(want));
-            let (g2, r2) = (g.clone(), r.clone());
-            (g, r, Box::new(move |i| ulp_distance(g2[i], r2[i])))
-        }
+    // element words (f32 bits, or a 16-bit pattern widened), their values and ULP distances
+    let w = if half.is_some() { 2 } else { 4 };
+    let word = |b: &[u8]| if w == 2 { u32::from(u16::from_le_bytes([b[0], b[1]])) } else { u32::from_le_bytes([b[0], b[1], b[2], b[3]]) };
+    let value = |x: u32| match half {
+        Some(h) => h.to_f32(x as u16),
+        None => f32::from_bits(x),
+    };
+    let ulps = |a: u32, b: u32| match half {
+        Some(_) => half_ulp_distance(a as u16, b as u16),
+        None => ulp_distance(f32::from_bits(a), f32::from_bits(b)),
     };
     let ulp_tol = if half.is_some() { 1 } else { u64::from(F32_ULPS) };
-    let scale = r.iter().fold(0f32, |a, x| a.max(x.abs()));
+    let scale = want.chunks_exact(w).fold(0f32, |a, x| a.max(value(word(x)).abs()));
     let param_tol = F32_SCALE_TOLERANCE * scale;
-    for (i, (&gv, &rv)) in g.iter().zip(&r).enumerate() {
-        if gv.to_bits() == rv.to_bits() {
+    for (i, (g, r)) in got.chunks_exact(w).zip(want.chunks_exact(w)).enumerate() {
+        let (gw, rw) = (word(g), word(r));
+        if gw == rw {
             continue;
         }
         c.differing += 1;
-        let u = ulps(i);
+        let u = ulps(gw, rw);
         c.max_ulp = c.max_ulp.max(u);
+        let (gv, rv) = (value(gw), value(rw));
         let within = u <= ulp_tol || (gv - rv).abs() <= param_tol; // false for NaN
         if !within {
             c.failing += 1;
