@@ -78,6 +78,10 @@ def shard(program: Program, fqn: str, offset: Sequence[int], shape: Sequence[int
     dtype = next((d for f, d, _, _ in program.params if f == fqn), None)
     if dtype is None:
         raise InitcError(f"initc.jax: the program has no parameter `{fqn}`")
+    return _fill(program, fqn, dtype, offset, shape, seed)
+
+
+def _fill(program: Program, fqn: str, dtype: str, offset: Sequence[int], shape: Sequence[int], seed: int | None) -> np.ndarray:
     out = np.empty(tuple(shape), _np_dtype(dtype))
     if out.size:
         program.materialize_into(fqn, out.reshape(-1).view(np.uint8), seed, list(offset), list(shape))
@@ -103,7 +107,7 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
         try:
             sharding = NamedSharding(mesh, spec)
             indices = sharding.addressable_devices_indices_map(shape)
-        except Exception as e:  # an axis the mesh lacks, a spec longer than the rank, ...
+        except Exception as e:  # what JAX refuses beyond _check_spec
             raise InitcError(f"initc.jax: parameter `{fqn}` {list(shape)}: {spec} on mesh {dict(mesh.shape)}: {e}") from e
         made: dict = {}
         arrays = []
@@ -111,7 +115,7 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
             offset, local = _region(index, shape)
             key = (tuple(offset), tuple(local))
             if key not in made:
-                made[key] = shard(program, fqn, offset, local, seed)
+                made[key] = _fill(program, fqn, dtype, offset, local, seed)
             arrays.append(jax.device_put(made[key], device))
         try:
             out[fqn] = jax.make_array_from_single_device_arrays(shape, sharding, arrays)
