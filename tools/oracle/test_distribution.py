@@ -118,6 +118,15 @@ def as_f32(x):
     return x.astype(np.float32).ravel()
 
 
+def weight_shape(module):
+    """The weight shape of a generic model.toml module (torch's layout)."""
+    if module["type"] == "linear":
+        return (module["out_features"], module["in_features"])
+    if module["type"] == "conv2d":
+        return (module["out_channels"], module["in_channels"], *module["kernel_size"])
+    return (module["num_embeddings"], module["embedding_dim"])
+
+
 def torch_reference(name, module, ref, dtype):
     """torch's own init of the case's tensor in `dtype` (CPU), as float32 values.
 
@@ -140,9 +149,7 @@ def torch_reference(name, module, ref, dtype):
         else:
             w = nn.Embedding(module["num_embeddings"], module["embedding_dim"], dtype=td).weight
         return w.detach().float().numpy().ravel()
-    shape = (module["out_features"], module["in_features"]) if module["type"] == "linear" else \
-        (module["out_channels"], module["in_channels"], *module["kernel_size"]) if module["type"] == "conv2d" else \
-        (module["num_embeddings"], module["embedding_dim"])
+    shape = weight_shape(module)
     g = torch.Generator().manual_seed(2000 + [c[0] for c in CASES].index(name))
     t = torch.empty(shape, dtype=td)
     with torch.no_grad():
@@ -151,26 +158,26 @@ def torch_reference(name, module, ref, dtype):
 
 
 def jax_reference(which, shape, dtype):
-    import jax, jax.numpy as jnp, ml_dtypes
+    import jax, jax.numpy as jnp
     init = {"lecun_normal": jax.nn.initializers.lecun_normal(), "glorot_uniform": jax.nn.initializers.glorot_uniform(),
             "he_normal": jax.nn.initializers.he_normal(),
             "flax_embed": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0),
             "truncated_normal": jax.nn.initializers.truncated_normal(0.02)}[which]
     x = np.asarray(jax.jit(lambda k: init(k, shape, jnp.float32))(jax.random.key(777)))
-    npd = {"f32": np.float32, "bf16": ml_dtypes.bfloat16, "f16": np.float16}[dtype]
-    return x.astype(npd).astype(np.float32).ravel()
+    return round_array(x, dtype).ravel()
+
+
+def np_dtype(dtype):
+    import ml_dtypes
+    return {"f32": np.float32, "bf16": ml_dtypes.bfloat16, "f16": np.float16}[dtype]
 
 
 def round_array(x, dtype):
-    import ml_dtypes
-    npd = {"f32": np.float32, "bf16": ml_dtypes.bfloat16, "f16": np.float16}[dtype]
-    return x.astype(npd).astype(np.float32)
+    return x.astype(np_dtype(dtype)).astype(np.float32)
 
 
 def round_to(v, dtype):
-    import ml_dtypes
-    npd = {"f32": np.float32, "bf16": ml_dtypes.bfloat16, "f16": np.float16}[dtype]
-    return float(np.array(v, np.float64).astype(npd).astype(np.float64))
+    return float(np.array(v, np.float64).astype(np_dtype(dtype)).astype(np.float64))
 
 
 def ulp(v, dtype):
@@ -258,9 +265,7 @@ def distribution_cases(tmp, only):
                 assert x.size >= N, (name, x.size)
                 if (name, dtype) not in refs:
                     if isinstance(ref, str) and ref.startswith("jax:"):
-                        shape = (module["out_features"], module["in_features"]) if module["type"] == "linear" else \
-                            (module["num_embeddings"], module["embedding_dim"])
-                        refs[(name, dtype)] = jax_reference(ref[4:], shape, dtype)
+                        refs[(name, dtype)] = jax_reference(ref[4:], weight_shape(module), dtype)
                     elif dtype == "f32":
                         refs[(name, dtype)] = torch_reference(name, module, ref, dtype)
                     else:
