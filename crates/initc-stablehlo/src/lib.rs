@@ -12,6 +12,7 @@
 //! (`mlir.rs`); melior has no StableHLO dialect, so its ops stay in generic form.
 
 mod emit;
+#[cfg(feature = "mlir")]
 mod mlir;
 mod rng;
 mod shard_program;
@@ -61,6 +62,7 @@ impl LowerError {
     }
 }
 
+#[cfg(feature = "mlir")]
 /// Parses and verifies MLIR text (e.g. a [`ShardProgram`]'s) with MLIR.
 pub fn check_text(text: &str) -> Result<(), LowerError> {
     mlir::print(text).map(|_| ())
@@ -74,11 +76,13 @@ pub struct Lowered {
 }
 
 impl Lowered {
+    #[cfg(feature = "mlir")]
     /// MLIR's printing, with `loc(...)` carrying parameter FQNs.
     pub fn text(&self) -> Result<String, LowerError> {
         mlir::print(&self.raw)
     }
 
+    #[cfg(feature = "mlir")]
     /// MLIR bytecode (`.mlirbc`).
     pub fn bytecode(&self) -> Result<Vec<u8>, LowerError> {
         mlir::bytecode(&self.raw)
