@@ -10,10 +10,10 @@ it scales past one host, on JAX's runtime, with nothing of initc's own between t
 Values are the program's (README "Key derivation"): the same bits for every mesh and every
 PartitionSpec, equal to the unsharded values.
 
-Today a shard is computed by initc's CPU engine on the host and put on its device
-(``jax.device_put``); only that shard crosses to the device, never the whole parameter. Making
-shards on the accelerator itself and handing them over without a copy is the device runtime's
-DLPack path (not built yet).
+Where a shard is made: on a GPU mesh, by initc's device runtime on that GPU (its own PJRT
+client on the plugin JAX uses), handed to JAX through DLPack without a copy
+(``jax.dlpack.from_dlpack``); elsewhere (CPU devices, or ``backend="cpu"``) by initc's CPU
+engine on the host, and only that shard is put on its device (``jax.device_put``).
 
 Example::
 
@@ -88,18 +88,28 @@ def _fill(program: Program, fqn: str, dtype: str, offset: Sequence[int], shape: 
     return out
 
 
-def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = None, nested: bool = False) -> dict:
+def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = None, nested: bool = False, *,
+                backend: str = "auto", runtime=None, batch: int | None = None) -> dict:
     """Every parameter of ``program`` as a ``jax.Array`` sharded over ``mesh``.
 
     ``specs`` gives each parameter's ``PartitionSpec``: a mapping from FQN (missing FQNs are
     replicated), a callable ``(fqn, shape) -> PartitionSpec``, or None (all replicated).
     ``seed`` (u64) overrides the program's seed. Returns ``{fqn: jax.Array}`` in program order,
     or with ``nested=True`` a nested dict split at the dots of the FQNs (a Flax-style pytree).
+
+    ``backend``: ``"device"`` makes every shard on its GPU with initc's device runtime and hands
+    it to JAX through DLPack (no copy); ``"cpu"`` computes shards with the CPU engine and
+    ``device_put``s them; ``"auto"`` (default) is ``"device"`` when the mesh's devices are GPUs.
+    ``runtime`` is an :class:`initc.device.Runtime` (default :func:`initc.device.runtime` over
+    the mesh's GPUs); ``batch`` caps its launches per PJRT execute. The bits are the same on
+    every backend.
     """
     import jax
     from jax.sharding import NamedSharding
 
-    out: dict = {}
+    if backend not in ("auto", "device", "cpu"):
+        raise InitcError(f"initc.jax: backend must be 'auto', 'device' or 'cpu', got {backend!r}")
+    plan = []
     for fqn, dtype, shape, _ in program.params:
         shape = tuple(shape)
         spec = _spec_for(specs, fqn, shape)
@@ -109,10 +119,21 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
             indices = sharding.addressable_devices_indices_map(shape)
         except Exception as e:  # what JAX refuses beyond _check_spec
             raise InitcError(f"initc.jax: parameter `{fqn}` {list(shape)}: {spec} on mesh {dict(mesh.shape)}: {e}") from e
+        plan.append((fqn, dtype, shape, sharding, [(d, *_region(i, shape)) for d, i in indices.items()]))
+    devices = [d for *_, places in plan for d, _, _ in places]
+    on_gpu = bool(devices) and all(d.platform == "gpu" for d in devices)
+    if backend == "device" and not on_gpu:
+        raise InitcError(f"initc.jax: backend='device' needs a mesh of GPUs; this one has {sorted({d.platform for d in devices})}")
+    use_device = backend == "device" or (backend == "auto" and on_gpu)
+    shards = _device_shards(program, plan, seed, runtime, batch) if use_device else None
+    out: dict = {}
+    for k, (fqn, dtype, shape, sharding, places) in enumerate(plan):
         made: dict = {}
         arrays = []
-        for device, index in indices.items():
-            offset, local = _region(index, shape)
+        for device, offset, local in places:
+            if shards is not None:
+                arrays.append(shards[(k, device.id)])
+                continue
             key = (tuple(offset), tuple(local))
             if key not in made:
                 made[key] = _fill(program, fqn, dtype, offset, local, seed)
@@ -122,6 +143,31 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
         except Exception as e:
             raise InitcError(f"initc.jax: parameter `{fqn}` {list(shape)} with {sharding.spec}: {e}") from e
     return _nest(out) if nested else out
+
+
+def _device_shards(program: Program, plan, seed, runtime, batch) -> dict:
+    """Every addressable shard made on its own GPU by initc's device runtime, as a
+    single-device ``jax.Array`` over initc's buffer (DLPack): ``{(param index, device id): array}``."""
+    import jax
+    import initc.device as D
+
+    ordinals = sorted({d.local_hardware_id for *_, places in plan for d, _, _ in places})
+    rt = runtime if runtime is not None else D.runtime(visible_devices=ordinals)
+    per_device: dict = {}
+    for k, (fqn, _dtype, _shape, _sharding, places) in enumerate(plan):
+        for device, offset, local in places:
+            per_device.setdefault(device, []).append((k, fqn, offset, local))
+    jax_devices = list(per_device)
+    requests = [(D.device_index(rt, d.local_hardware_id), [(fqn, off, loc) for _, fqn, off, loc in per_device[d]]) for d in jax_devices]
+    arrays, _timings = rt.materialize(program, requests, seed, batch)
+    out = {}
+    for d, made in zip(jax_devices, arrays):
+        for (k, fqn, _off, _loc), arr in zip(per_device[d], made):
+            x = jax.dlpack.from_dlpack(arr)
+            if x.devices() != {d}:
+                raise InitcError(f"initc.jax: `{fqn}` came back from DLPack on {x.devices()}, not on {d}")
+            out[(k, d.id)] = x
+    return out
 
 
 def _check_spec(fqn: str, shape: tuple, spec, mesh) -> None:

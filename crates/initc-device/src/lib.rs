@@ -35,6 +35,10 @@ pub enum DeviceError {
     TooFewDevices { needed: u64, available: usize, mesh: String },
     #[error("mesh device {device} does not exist (the mesh has {devices})")]
     NoSuchMeshDevice { device: u64, devices: u64 },
+    #[error("parameter `{fqn}` {global:?}: the region at offset {offset:?} of shape {shape:?} is not inside it")]
+    BadRegion { fqn: String, offset: Vec<u64>, shape: Vec<u64>, global: Vec<u64> },
+    #[error("PJRT device index {index} does not exist (the plugin has {available})")]
+    NoSuchDevice { index: usize, available: usize },
     #[error("internal error: {0}")]
     Internal(String),
 }

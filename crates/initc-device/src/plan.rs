@@ -88,22 +88,43 @@ pub fn region_of(m: &Module, p: usize, dev: u64) -> Region {
 }
 
 impl DevicePlan {
-    /// Plans mesh devices `devices` (each must exist in the module's mesh).
+    /// Plans mesh devices `devices` (each must exist in the module's mesh): each holds its
+    /// region of every parameter.
     pub fn new(m: &Module, devices: &[u64]) -> Result<DevicePlan, DeviceError> {
         let n = m.mesh.as_ref().map_or(1, |mesh| mesh.devices());
         if let Some(&d) = devices.iter().find(|&&d| d >= n) {
             return Err(DeviceError::NoSuchMeshDevice { device: d, devices: n });
         }
+        let wanted = devices.iter().map(|&dev| (dev, (0..m.params.len()).map(|p| (p, region_of(m, p, dev))).collect())).collect();
+        Self::plan(m, wanted)
+    }
+
+    /// Plans explicit rectangles: slot `i` of `requests` is one device, which makes the listed
+    /// `(parameter, region)` shards in that order (a framework's own sharding: a JAX
+    /// `NamedSharding`'s device indices, a DTensor's local shard). Values are the same as for
+    /// any other region (the value contract); the module's mesh is not consulted.
+    pub fn for_regions(m: &Module, requests: Vec<Vec<(usize, Region)>>) -> Result<DevicePlan, DeviceError> {
+        for (p, r) in requests.iter().flatten() {
+            let param = m.params.get(*p).ok_or_else(|| DeviceError::Internal(format!("parameter index {p} out of range")))?;
+            let global = &param.ty.shape;
+            let fits = r.offset.len() == global.len()
+                && r.shape.len() == global.len()
+                && r.offset.iter().zip(&r.shape).zip(global).all(|((&o, &n), &g)| o.checked_add(n).is_some_and(|end| end <= g));
+            if !fits {
+                return Err(DeviceError::BadRegion { fqn: param.fqn.clone(), offset: r.offset.clone(), shape: r.shape.clone(), global: global.clone() });
+            }
+        }
+        Self::plan(m, requests.into_iter().enumerate().map(|(i, r)| (i as u64, r)).collect())
+    }
+
+    fn plan(m: &Module, wanted: Vec<(u64, Vec<(usize, Region)>)>) -> Result<DevicePlan, DeviceError> {
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut programs: Vec<Program> = Vec::new();
-        let mut out = Vec::with_capacity(devices.len());
-        for &dev in devices {
-            let emitted: Vec<_> = (0..m.params.len())
+        let mut out = Vec::with_capacity(wanted.len());
+        for (dev, regions) in wanted {
+            let emitted: Vec<_> = regions
                 .into_par_iter()
-                .map(|p| {
-                    let region = region_of(m, p, dev);
-                    shard_program(m, p, &region).map(|sp| (p, region, sp))
-                })
+                .map(|(p, region)| shard_program(m, p, &region).map(|sp| (p, region, sp)))
                 .collect::<Result<_, _>>()?;
             let mut launches = Vec::with_capacity(emitted.len());
             for (param, region, sp) in emitted {

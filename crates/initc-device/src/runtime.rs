@@ -310,6 +310,40 @@ impl<'m> Materializer<'m> {
     ) -> Result<Materializer<'m>, DeviceError> {
         let targets = assign(m, mesh_devices, client.devices().len())?;
         let plan = DevicePlan::new(m, mesh_devices)?;
+        Self::build(m, client, plan, targets, options, max_batch)
+    }
+
+    /// Compiles explicit shards ([`DevicePlan::for_regions`]): `requests[i]` lists the
+    /// `(parameter, region)` shards PJRT device `targets[i]` (an index into
+    /// `client.devices()`) makes, in that order; [`Materialized::devices`]`[i]` holds them in
+    /// the same order. Several slots may name one PJRT device.
+    pub fn for_regions(
+        m: &'m Module,
+        client: Client,
+        targets: Vec<usize>,
+        requests: Vec<Vec<(usize, initc_shard::Region)>>,
+        options: &CompileOptions,
+        max_batch: Option<usize>,
+    ) -> Result<Materializer<'m>, DeviceError> {
+        let available = client.devices().len();
+        if let Some(&index) = targets.iter().find(|&&t| t >= available) {
+            return Err(DeviceError::NoSuchDevice { index, available });
+        }
+        if targets.len() != requests.len() {
+            return Err(DeviceError::Internal(format!("{} targets for {} request lists", targets.len(), requests.len())));
+        }
+        let plan = DevicePlan::for_regions(m, requests)?;
+        Self::build(m, client, plan, targets, options, max_batch)
+    }
+
+    fn build(
+        m: &'m Module,
+        client: Client,
+        plan: DevicePlan,
+        targets: Vec<usize>,
+        options: &CompileOptions,
+        max_batch: Option<usize>,
+    ) -> Result<Materializer<'m>, DeviceError> {
         let t0 = Instant::now();
         let (batches, wanted) = plan.batches(max_batch);
         // A client's first transfer to a device sets up its memory (1.5-2 s on an H200, most of

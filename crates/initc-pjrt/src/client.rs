@@ -476,6 +476,23 @@ impl Buffer {
         await_event(&self.client.plugin, a.event)
     }
 
+    /// Lends the buffer's device memory to another framework (DLPack): raises PJRT's external
+    /// reference count, so that PJRT neither frees nor moves the memory while the returned
+    /// [`ExternalRef`] lives, and reads the memory's address. The buffer itself lives as long
+    /// as the guard (it owns it). Wait for [`Buffer::wait_ready`] before a consumer reads it.
+    pub fn lend(self) -> Result<ExternalRef, PjrtError> {
+        let mut a = sys::BufferExternalRefArgs::new();
+        a.buffer = self.raw;
+        self.client.plugin.call::<sys::BufferIncreaseExternalReferenceCount>(&mut a)?;
+        // From here on the guard's drop lowers the count again, whatever happens next.
+        let mut guard = ExternalRef { buffer: self, ptr: std::ptr::null_mut() };
+        let mut p = sys::BufferDeviceMemoryPointerArgs::new();
+        p.buffer = guard.buffer.raw;
+        guard.buffer.client.plugin.call::<sys::BufferOpaqueDeviceMemoryDataPointer>(&mut p)?;
+        guard.ptr = p.device_memory_ptr;
+        Ok(guard)
+    }
+
     /// Copies the buffer to `dst` (dense, row-major) and waits for the copy.
     pub fn to_host(&self, dst: &mut [u8]) -> Result<(), PjrtError> {
         let mut a = sys::BufferToHostArgs::new();
@@ -484,5 +501,42 @@ impl Buffer {
         a.dst_size = dst.len();
         self.client.plugin.call::<sys::BufferToHostBuffer>(&mut a)?;
         await_event(&self.client.plugin, a.event)
+    }
+}
+
+/// A buffer whose device memory is lent out ([`Buffer::lend`]): PJRT's external reference
+/// count stays raised, and the buffer alive, until this is dropped.
+pub struct ExternalRef {
+    buffer: Buffer,
+    ptr: *mut std::ffi::c_void,
+}
+
+// SAFETY: as for `Buffer`; the address is only data.
+unsafe impl Send for ExternalRef {}
+unsafe impl Sync for ExternalRef {}
+
+impl ExternalRef {
+    /// The device address of the buffer's first byte (`PJRT_Buffer_OpaqueDeviceMemoryDataPointer`:
+    /// on CUDA a device pointer).
+    pub fn device_pointer(&self) -> *mut std::ffi::c_void {
+        self.ptr
+    }
+
+    pub fn buffer(&self) -> &Buffer {
+        &self.buffer
+    }
+}
+
+impl Drop for ExternalRef {
+    fn drop(&mut self) {
+        let mut a = sys::BufferExternalRefArgs::new();
+        a.buffer = self.buffer.raw;
+        let _ = self.buffer.client.plugin.call::<sys::BufferDecreaseExternalReferenceCount>(&mut a);
+    }
+}
+
+impl std::fmt::Debug for ExternalRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExternalRef({:?} at {:?})", self.buffer.raw, self.ptr)
     }
 }

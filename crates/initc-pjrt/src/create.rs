@@ -8,7 +8,7 @@
 
 use std::ffi::c_char;
 
-use crate::sys::{NAMED_BOOL, NAMED_FLOAT, NAMED_STRING, NamedValue};
+use crate::sys::{NAMED_BOOL, NAMED_FLOAT, NAMED_INT64_LIST, NAMED_STRING, NamedValue};
 
 /// Options for [`crate::Client::with_options`]. `None` leaves the plugin's default.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,12 +19,15 @@ pub struct ClientOptions {
     pub memory_fraction: Option<f32>,
     /// `allocator`: `"default"`, `"bfc"`, `"cuda"` or `"platform"`.
     pub allocator: Option<String>,
+    /// `visible_devices`: the CUDA ordinals the client opens (default: all). A torchrun rank
+    /// passes its own GPU, so that its client neither sees nor sets up the others.
+    pub visible_devices: Option<Vec<i64>>,
 }
 
 impl ClientOptions {
     /// Room for torch or JAX beside initc in one process: no preallocation, a BFC allocator.
     pub fn sharing() -> ClientOptions {
-        ClientOptions { preallocate: Some(false), memory_fraction: None, allocator: Some("bfc".into()) }
+        ClientOptions { preallocate: Some(false), memory_fraction: None, allocator: Some("bfc".into()), visible_devices: None }
     }
 
     /// The options a plugin accepts. Only the CUDA plugin (its file name contains `cuda`)
@@ -44,6 +47,11 @@ impl ClientOptions {
             && !["default", "bfc", "cuda", "platform"].contains(&a.as_str())
         {
             return Err(format!("allocator `{a}` is not one of default, bfc, cuda, platform"));
+        }
+        if let Some(v) = &self.visible_devices
+            && (v.is_empty() || v.iter().any(|&d| d < 0))
+        {
+            return Err(format!("visible_devices must list device ordinals (≥ 0), got {v:?}"));
         }
         Ok(())
     }
@@ -71,6 +79,9 @@ impl ClientOptions {
         if let Some(a) = &self.allocator {
             push("allocator", NAMED_STRING, a.as_ptr() as u64, a.len());
         }
+        if let Some(v) = &self.visible_devices {
+            push("visible_devices", NAMED_INT64_LIST, v.as_ptr() as u64, v.len());
+        }
         out
     }
 }
@@ -81,9 +92,14 @@ mod tests {
 
     #[test]
     fn named_values_carry_each_option_in_its_union_member() {
-        let o = ClientOptions { preallocate: Some(false), memory_fraction: Some(0.5), allocator: Some("bfc".into()) };
+        let o = ClientOptions {
+            preallocate: Some(false),
+            memory_fraction: Some(0.5),
+            allocator: Some("bfc".into()),
+            visible_devices: Some(vec![2, 3]),
+        };
         let v = o.named_values();
-        assert_eq!(v.len(), 3);
+        assert_eq!(v.len(), 4);
         let name = |n: &NamedValue| unsafe {
             std::str::from_utf8(std::slice::from_raw_parts(n.name as *const u8, n.name_size)).unwrap().to_string()
         };
@@ -91,6 +107,8 @@ mod tests {
         assert_eq!((name(&v[1]).as_str(), v[1].ty, f32::from_bits(v[1].value as u32)), ("memory_fraction", NAMED_FLOAT, 0.5));
         let s = unsafe { std::str::from_utf8(std::slice::from_raw_parts(v[2].value as *const u8, v[2].value_size)).unwrap() };
         assert_eq!((name(&v[2]).as_str(), v[2].ty, s), ("allocator", NAMED_STRING, "bfc"));
+        let l = unsafe { std::slice::from_raw_parts(v[3].value as *const i64, v[3].value_size) };
+        assert_eq!((name(&v[3]).as_str(), v[3].ty, l), ("visible_devices", NAMED_INT64_LIST, &[2i64, 3][..]));
         assert!(ClientOptions::default().named_values().is_empty());
     }
 
@@ -101,6 +119,7 @@ mod tests {
         assert_eq!(s.for_plugin("/x/libtpu/libtpu.so"), ClientOptions::default());
         assert!(ClientOptions { memory_fraction: Some(1.5), ..Default::default() }.validate().unwrap_err().contains("(0, 1]"));
         assert!(ClientOptions { allocator: Some("arena".into()), ..Default::default() }.validate().unwrap_err().contains("arena"));
+        assert!(ClientOptions { visible_devices: Some(vec![]), ..Default::default() }.validate().unwrap_err().contains("ordinals"));
         assert!(s.validate().is_ok());
     }
 }

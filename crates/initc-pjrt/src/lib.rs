@@ -17,7 +17,7 @@ mod options;
 mod plugin;
 mod sys;
 
-pub use client::{Buffer, Client, Device, ElementType, Executable, MemoryStats, Upload};
+pub use client::{Buffer, Client, Device, ElementType, Executable, ExternalRef, MemoryStats, Upload};
 pub use create::ClientOptions;
 pub use discover::{Discovery, ENV_VAR, PluginSource, discover};
 pub use error::{ErrorCode, PjrtError};

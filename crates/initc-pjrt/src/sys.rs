@@ -155,6 +155,8 @@ args! {
     BufferOnDeviceSizeArgs { buffer: *mut Buffer, size: usize }
     BufferToHostArgs { src: *mut Buffer, host_layout: *mut c_void, dst: *mut c_void, dst_size: usize, event: *mut Event }
     BufferReadyEventArgs { buffer: *mut Buffer, event: *mut Event }
+    BufferExternalRefArgs { buffer: *mut Buffer }
+    BufferDeviceMemoryPointerArgs { buffer: *mut Buffer, device_memory_ptr: *mut c_void }
 }
 
 /// `PJRT_NamedValue`: a key and a value whose member of the union `ty` selects.
@@ -241,6 +243,9 @@ fns! {
     BufferOnDeviceSize = 69, "PJRT_Buffer_OnDeviceSizeInBytes", BufferOnDeviceSizeArgs;
     BufferToHostBuffer = 75, "PJRT_Buffer_ToHostBuffer", BufferToHostArgs;
     BufferReadyEvent = 77, "PJRT_Buffer_ReadyEvent", BufferReadyEventArgs;
+    BufferIncreaseExternalReferenceCount = 79, "PJRT_Buffer_IncreaseExternalReferenceCount", BufferExternalRefArgs;
+    BufferDecreaseExternalReferenceCount = 80, "PJRT_Buffer_DecreaseExternalReferenceCount", BufferExternalRefArgs;
+    BufferOpaqueDeviceMemoryDataPointer = 81, "PJRT_Buffer_OpaqueDeviceMemoryDataPointer", BufferDeviceMemoryPointerArgs;
     DeviceClearMemoryStats = 140, "PJRT_Device_ClearMemoryStats", DeviceClearMemoryStatsArgs;
 }
 
@@ -288,6 +293,8 @@ mod tests {
             ("PJRT_Buffer_OnDeviceSizeInBytes_Args", size_of::<BufferOnDeviceSizeArgs>(), 32),
             ("PJRT_Buffer_ToHostBuffer_Args", size_of::<BufferToHostArgs>(), 56),
             ("PJRT_Buffer_ReadyEvent_Args", size_of::<BufferReadyEventArgs>(), 32),
+            ("PJRT_Buffer_IncreaseExternalReferenceCount_Args", size_of::<BufferExternalRefArgs>(), 24),
+            ("PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args", size_of::<BufferDeviceMemoryPointerArgs>(), 32),
         ];
         for (name, ours, header) in cases {
             assert_eq!(ours, header, "{name}");
@@ -374,6 +381,10 @@ mod tests {
             (DeviceMemoryStats::NAME, DeviceMemoryStats::SLOT, 39),
             (LoadedExecutableExecute::NAME, LoadedExecutableExecute::SLOT, 60),
             (BufferToHostBuffer::NAME, BufferToHostBuffer::SLOT, 75),
+            (BufferReadyEvent::NAME, BufferReadyEvent::SLOT, 77),
+            (BufferIncreaseExternalReferenceCount::NAME, BufferIncreaseExternalReferenceCount::SLOT, 79),
+            (BufferDecreaseExternalReferenceCount::NAME, BufferDecreaseExternalReferenceCount::SLOT, 80),
+            (BufferOpaqueDeviceMemoryDataPointer::NAME, BufferOpaqueDeviceMemoryDataPointer::SLOT, 81),
             (DeviceClearMemoryStats::NAME, DeviceClearMemoryStats::SLOT, 140),
         ];
         for (name, ours, header) in cases {

@@ -6,6 +6,8 @@
 //! buffer). Every Rust error becomes an `initc.InitcError`; nothing here panics on bad input.
 //! The Python package (`python/initc`) builds the user-facing API on top of this.
 
+mod device;
+
 use std::sync::Arc;
 
 use initc_frontend::{FanMode, Init, Nonlinearity, TraceError, Tracer};
@@ -18,7 +20,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 create_exception!(_native, InitcError, PyException, "An error reported by initc (tracing, IR files, the CPU engine).");
 
-fn err(e: impl std::fmt::Display) -> PyErr {
+pub(crate) fn err(e: impl std::fmt::Display) -> PyErr {
     InitcError::new_err(e.to_string())
 }
 
@@ -292,7 +294,7 @@ impl PyTracer {
 #[pyclass(module = "initc._native", frozen)]
 #[derive(Clone)]
 pub struct Program {
-    m: Arc<Module>,
+    pub(crate) m: Arc<Module>,
 }
 
 fn is_proto(path: &str) -> bool {
@@ -451,6 +453,8 @@ fn fqn_fold_data(fqn: &str) -> u32 {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTracer>()?;
     m.add_class::<Program>()?;
+    m.add_class::<device::Runtime>()?;
+    m.add_class::<device::DeviceArray>()?;
     m.add_function(wrap_pyfunction!(fqn_fold_data, m)?)?;
     m.add("InitcError", m.py().get_type::<InitcError>())?;
     Ok(())

@@ -292,17 +292,31 @@ def _local_region(t) -> tuple[torch.Tensor, list[int], list[int]]:
     return local, list(offset), list(shape)
 
 
-def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | None = None, *, buffers: bool = True) -> nn.Module:
-    """Fills ``model``'s parameters and buffers in place on the CPU with ``program``'s values for
-    ``seed`` (default: the program's). Meta tensors are first allocated (``to_empty(device="cpu")``).
-    DTensor parameters get only their local shard, computed on this rank alone (no collective);
-    the values do not depend on the mesh or the placements. Tied weights are re-tied. With
-    ``buffers``, buffers left to torch are recomputed by re-running the init function with
-    random ops and writes to program tensors skipped."""
+def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | None = None, *, buffers: bool = True,
+                device: str | torch.device | None = None, runtime=None, batch: int | None = None) -> nn.Module:
+    """Gives ``model``'s parameters and buffers ``program``'s values for ``seed`` (default: the
+    program's). DTensor parameters get only their local shard, computed on this rank alone (no
+    collective); the values do not depend on the mesh or the placements. Tied weights are
+    re-tied. With ``buffers``, buffers left to torch are recomputed by re-running the init
+    function with random ops and writes to program tensors skipped.
+
+    ``device=None`` or ``"cpu"``: filled in place on the CPU by the CPU engine (meta tensors are
+    first allocated with ``to_empty(device="cpu")``).
+
+    ``device="cuda"`` (or ``"cuda:N"``, a ``torch.device``): each parameter (each DTensor's
+    local shard) is made on that GPU by initc's device runtime and becomes the model's tensor
+    through DLPack, with no host copy and no device-to-device copy: the model must still be on
+    meta, and peak GPU memory is the parameters' bytes plus initc's small per-launch arguments.
+    ``runtime`` is an :class:`initc.device.Runtime` (default: :func:`initc.device.runtime` for
+    this GPU alone); ``batch`` caps the launches per PJRT execute. Values are bit-identical to
+    the CPU engine's (the program's ``rng`` mode, ``jax`` or ``fast``, decides them)."""
     tp = program if isinstance(program, TorchProgram) else TorchProgram(program)
     prog = tp.program
     aliases = _model_aliases(model, [f for f, *_ in prog.params], tp.aliases)
     tp = TorchProgram(prog, aliases, tp.torch_buffers, tp.module, tp.init_fn, tp.constructor)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type != "cpu":
+        return _materialize_on_device(model, tp, seed, dev, runtime, batch, buffers)
     if any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers())):
         model.to_empty(device="cpu")
     named = dict(model.named_parameters(remove_duplicate=False))
@@ -313,20 +327,99 @@ def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | N
     for fqn, dt, shape, _ in prog.params:
         done: list[torch.Tensor] = []
         for name in [fqn] + tp.aliases.get(fqn, []):
-            t = named.get(name)
+            t = _model_tensor(named, name, dt, shape)
             if any(t is d for d in done):
                 continue  # a tied alias: the same tensor, already filled
             done.append(t)
-            if t is None:
-                raise InitcError(f"the model has no parameter or buffer `{name}` (the program has it)")
-            if tuple(t.shape) != tuple(shape) or t.dtype != _TORCH_DTYPE[dt]:
-                raise InitcError(f"`{name}` is {tuple(t.shape)} {t.dtype} in the model and {tuple(shape)} {dt} in the program")
             if _is_dtensor(t):
                 local, off, shp = _local_region(t)
                 fill_(local, prog, fqn, seed, off, shp)
             else:
                 fill_(t, prog, fqn, seed)
     return model
+
+
+def _model_tensor(named: dict[str, torch.Tensor], name: str, dt: str, shape) -> torch.Tensor:
+    """The model's tensor `name`, checked against the program's dtype and shape."""
+    t = named.get(name)
+    if t is None:
+        raise InitcError(f"the model has no parameter or buffer `{name}` (the program has it)")
+    if tuple(t.shape) != tuple(shape) or t.dtype != _TORCH_DTYPE.get(dt):
+        raise InitcError(f"`{name}` is {tuple(t.shape)} {t.dtype} in the model and {tuple(shape)} {dt} in the program")
+    return t
+
+
+def _materialize_on_device(model: nn.Module, tp: TorchProgram, seed: int | None, dev: torch.device, runtime, batch, buffers: bool) -> nn.Module:
+    """:func:`materialize` on an accelerator: initc's device runtime makes each program tensor
+    (each DTensor's local shard) and the model takes the buffers over through DLPack."""
+    import initc.device as D
+
+    if dev.type != "cuda":
+        raise InitcError(f"initc.torch.materialize: device {dev} is not supported (cpu, or cuda through initc's PJRT runtime)")
+    ordinal = dev.index if dev.index is not None else torch.cuda.current_device()
+    prog = tp.program
+    named = dict(model.named_parameters(remove_duplicate=False))
+    named.update(dict(model.named_buffers(remove_duplicate=False)))
+    entries, requests = [], []
+    for fqn, dt, shape, _ in prog.params:
+        t = _model_tensor(named, fqn, dt, shape)
+        local = t._local_tensor if _is_dtensor(t) else t
+        if local.device.type != "meta":
+            raise InitcError(f"initc.torch.materialize(device={str(dev)!r}): `{fqn}` is on {local.device}; build the model on meta "
+                             "(`with torch.device('meta'):`) so that initc's buffers become its tensors without a copy")
+        if _is_dtensor(t):
+            _, off, shp = _local_region(t)
+        else:
+            off, shp = [0] * len(shape), list(shape)
+        entries.append((fqn, t))
+        requests.append((fqn, off, shp))
+    rt = runtime if runtime is not None else D.runtime(visible_devices=[ordinal])
+    index = D.device_index(rt, ordinal)
+    (arrays,), _timings = rt.materialize(prog, [(index, requests)], seed, batch)
+    made: dict[str, torch.Tensor] = {}
+    for (fqn, t), arr in zip(entries, arrays):
+        local = torch.from_dlpack(arr)
+        if _is_dtensor(t):
+            from torch.distributed.tensor import DTensor
+
+            value = DTensor.from_local(local, t.device_mesh, t.placements, run_check=False, shape=t.shape, stride=t.stride())
+        else:
+            value = local
+        made[fqn] = value
+    _adopt(model, tp, made)
+    # Tensors the program does not hold (buffers left to torch) are allocated here, one by one
+    # (`to_empty` would re-allocate initc's tensors too).
+    for mod in model.modules():
+        for table in (mod._parameters, mod._buffers):
+            for k, v in list(table.items()):
+                if v is not None and v.device.type == "meta":
+                    e = torch.empty_like(v, device=dev)
+                    table[k] = nn.Parameter(e, requires_grad=v.requires_grad) if isinstance(v, nn.Parameter) else e
+    named = dict(model.named_parameters(remove_duplicate=False))
+    named.update(dict(model.named_buffers(remove_duplicate=False)))
+    if buffers and tp.torch_buffers:
+        with torch.device(dev):
+            _torch_buffers(model, tp, named)
+    return model
+
+
+def _adopt(model: nn.Module, tp: TorchProgram, made: dict[str, torch.Tensor]) -> None:
+    """Puts each program tensor into the model under its FQN and every alias: one
+    ``nn.Parameter`` for all names of a parameter (ties stay ties), the tensor for buffers."""
+    for fqn, value in made.items():
+        shared = None
+        for name in [fqn] + tp.aliases.get(fqn, []):
+            mod_name, _, leaf = name.rpartition(".")
+            mod = model.get_submodule(mod_name)
+            if leaf in mod._parameters:
+                old = mod._parameters[leaf]
+                if shared is None:
+                    shared = nn.Parameter(value, requires_grad=old.requires_grad if old is not None else True)
+                mod._parameters[leaf] = shared
+            elif leaf in mod._buffers:
+                mod._buffers[leaf] = value
+            else:
+                raise InitcError(f"the model has no parameter or buffer `{name}` (the program has it)")
 
 
 def _model_aliases(model: nn.Module, fqns: list[str], known: dict[str, list[str]]) -> dict[str, list[str]]:
