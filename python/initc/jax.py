@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
@@ -89,7 +90,7 @@ def _fill(program: Program, fqn: str, dtype: str, offset: Sequence[int], shape: 
 
 
 def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = None, nested: bool = False, *,
-                backend: str = "auto", runtime=None, batch: int | None = None) -> dict:
+                backend: str = "auto", runtime=None, batch: int | None = None, stats: dict | None = None) -> dict:
     """Every parameter of ``program`` as a ``jax.Array`` sharded over ``mesh``.
 
     ``specs`` gives each parameter's ``PartitionSpec``: a mapping from FQN (missing FQNs are
@@ -102,7 +103,8 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
     ``device_put``s them; ``"auto"`` (default) is ``"device"`` when the mesh's devices are GPUs.
     ``runtime`` is an :class:`initc.device.Runtime` (default :func:`initc.device.runtime` over
     the mesh's GPUs); ``batch`` caps its launches per PJRT execute. The bits are the same on
-    every backend.
+    every backend. A ``stats`` dict receives the device backend's timings in seconds:
+    ``compile``, ``load``, ``run`` (the device runtime's) and ``handoff`` (DLPack).
     """
     import jax
     from jax.sharding import NamedSharding
@@ -125,7 +127,7 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
     if backend == "device" and not on_gpu:
         raise InitcError(f"initc.jax: backend='device' needs a mesh of GPUs; this one has {sorted({d.platform for d in devices})}")
     use_device = backend == "device" or (backend == "auto" and on_gpu)
-    shards = _device_shards(program, plan, seed, runtime, batch) if use_device else None
+    shards = _device_shards(program, plan, seed, runtime, batch, stats) if use_device else None
     out: dict = {}
     for k, (fqn, dtype, shape, sharding, places) in enumerate(plan):
         made: dict = {}
@@ -145,7 +147,7 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
     return _nest(out) if nested else out
 
 
-def _device_shards(program: Program, plan, seed, runtime, batch) -> dict:
+def _device_shards(program: Program, plan, seed, runtime, batch, stats) -> dict:
     """Every addressable shard made on its own GPU by initc's device runtime, as a
     single-device ``jax.Array`` over initc's buffer (DLPack): ``{(param index, device id): array}``."""
     import jax
@@ -159,7 +161,8 @@ def _device_shards(program: Program, plan, seed, runtime, batch) -> dict:
             per_device.setdefault(device, []).append((k, fqn, offset, local))
     jax_devices = list(per_device)
     requests = [(D.device_index(rt, d.local_hardware_id), [(fqn, off, loc) for _, fqn, off, loc in per_device[d]]) for d in jax_devices]
-    arrays, _timings = rt.materialize(program, requests, seed, batch)
+    arrays, timings = rt.materialize(program, requests, seed, batch)
+    t0 = time.perf_counter()
     out = {}
     for d, made in zip(jax_devices, arrays):
         for (k, fqn, _off, _loc), arr in zip(per_device[d], made):
@@ -167,6 +170,8 @@ def _device_shards(program: Program, plan, seed, runtime, batch) -> dict:
             if x.devices() != {d}:
                 raise InitcError(f"initc.jax: `{fqn}` came back from DLPack on {x.devices()}, not on {d}")
             out[(k, d.id)] = x
+    if stats is not None:
+        stats.update(timings, handoff=time.perf_counter() - t0)
     return out
 
 

@@ -56,6 +56,7 @@ impl Runtime {
             visible_devices,
         }
         .for_plugin(&file);
+        opts.validate().map_err(|e| err(format!("PJRT plugin {plugin}: client options: {e}")))?;
         let client = py
             .detach(move || Plugin::load(&path).and_then(|p| Client::with_options(p, &opts)))
             .map_err(|e| err(format!("PJRT plugin {plugin}: {e}")))?;
@@ -164,6 +165,7 @@ impl Runtime {
                         device: device.clone(),
                         platform: platform.clone(),
                         pjrt_device: ds.device.id,
+                        exported: Default::default(),
                     })
                     .collect()
             })
@@ -217,6 +219,8 @@ pub struct DeviceArray {
     device: Result<DLDevice, String>,
     platform: String,
     pjrt_device: i32,
+    /// The device address handed over (0 until then, and for an empty shard).
+    exported: std::sync::atomic::AtomicUsize,
 }
 
 const LEGACY: &CStr = c"dltensor";
@@ -268,6 +272,13 @@ impl DeviceArray {
     #[getter]
     fn device(&self) -> (String, i32) {
         (self.platform.clone(), self.pjrt_device)
+    }
+
+    /// The device address its DLPack capsule carried (0 before it is handed over): a
+    /// consumer's tensor at this address took the buffer without a copy.
+    #[getter]
+    fn exported_pointer(&self) -> usize {
+        self.exported.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether its buffer is still here (not handed over through DLPack).
@@ -342,6 +353,7 @@ impl DeviceArray {
             Lent::Memory(r) => r.device_pointer(),
             Lent::Empty { .. } => std::ptr::null_mut(),
         };
+        self.exported.store(data as usize, std::sync::atomic::Ordering::Relaxed);
         let shape: Vec<i64> = self.shape.iter().map(|&d| d as i64).collect();
         let mut strides = vec![1i64; shape.len()];
         for d in (0..shape.len().saturating_sub(1)).rev() {

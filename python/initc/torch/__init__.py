@@ -32,6 +32,7 @@ random ops and parameter writes skipped (:attr:`TorchProgram.torch_buffers` says
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -293,7 +294,7 @@ def _local_region(t) -> tuple[torch.Tensor, list[int], list[int]]:
 
 
 def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | None = None, *, buffers: bool = True,
-                device: str | torch.device | None = None, runtime=None, batch: int | None = None) -> nn.Module:
+                device: str | torch.device | None = None, runtime=None, batch: int | None = None, stats: dict | None = None) -> nn.Module:
     """Gives ``model``'s parameters and buffers ``program``'s values for ``seed`` (default: the
     program's). DTensor parameters get only their local shard, computed on this rank alone (no
     collective); the values do not depend on the mesh or the placements. Tied weights are
@@ -309,14 +310,16 @@ def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | N
     meta, and peak GPU memory is the parameters' bytes plus initc's small per-launch arguments.
     ``runtime`` is an :class:`initc.device.Runtime` (default: :func:`initc.device.runtime` for
     this GPU alone); ``batch`` caps the launches per PJRT execute. Values are bit-identical to
-    the CPU engine's (the program's ``rng`` mode, ``jax`` or ``fast``, decides them)."""
+    the CPU engine's (the program's ``rng`` mode, ``jax`` or ``fast``, decides them). A ``stats``
+    dict receives the device path's timings in seconds: ``compile``, ``load``, ``run`` (the
+    device runtime's), ``handoff`` (DLPack and putting the tensors into the model)."""
     tp = program if isinstance(program, TorchProgram) else TorchProgram(program)
     prog = tp.program
     aliases = _model_aliases(model, [f for f, *_ in prog.params], tp.aliases)
     tp = TorchProgram(prog, aliases, tp.torch_buffers, tp.module, tp.init_fn, tp.constructor)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type != "cpu":
-        return _materialize_on_device(model, tp, seed, dev, runtime, batch, buffers)
+        return _materialize_on_device(model, tp, seed, dev, runtime, batch, buffers, stats)
     if any(t.device.type == "meta" for t in list(model.parameters()) + list(model.buffers())):
         model.to_empty(device="cpu")
     named = dict(model.named_parameters(remove_duplicate=False))
@@ -349,7 +352,8 @@ def _model_tensor(named: dict[str, torch.Tensor], name: str, dt: str, shape) -> 
     return t
 
 
-def _materialize_on_device(model: nn.Module, tp: TorchProgram, seed: int | None, dev: torch.device, runtime, batch, buffers: bool) -> nn.Module:
+def _materialize_on_device(model: nn.Module, tp: TorchProgram, seed: int | None, dev: torch.device, runtime, batch, buffers: bool,
+                           stats: dict | None) -> nn.Module:
     """:func:`materialize` on an accelerator: initc's device runtime makes each program tensor
     (each DTensor's local shard) and the model takes the buffers over through DLPack."""
     import initc.device as D
@@ -375,7 +379,8 @@ def _materialize_on_device(model: nn.Module, tp: TorchProgram, seed: int | None,
         requests.append((fqn, off, shp))
     rt = runtime if runtime is not None else D.runtime(visible_devices=[ordinal])
     index = D.device_index(rt, ordinal)
-    (arrays,), _timings = rt.materialize(prog, [(index, requests)], seed, batch)
+    (arrays,), timings = rt.materialize(prog, [(index, requests)], seed, batch)
+    t0 = time.perf_counter()
     made: dict[str, torch.Tensor] = {}
     for (fqn, t), arr in zip(entries, arrays):
         local = torch.from_dlpack(arr)
@@ -387,6 +392,8 @@ def _materialize_on_device(model: nn.Module, tp: TorchProgram, seed: int | None,
             value = local
         made[fqn] = value
     _adopt(model, tp, made)
+    if stats is not None:
+        stats.update(timings, handoff=time.perf_counter() - t0)
     # Tensors the program does not hold (buffers left to torch) are allocated here, one by one
     # (`to_empty` would re-allocate initc's tensors too).
     for mod in model.modules():

@@ -1,0 +1,198 @@
+"""Run by test_device.py in a fresh process on a machine with a GPU and a PJRT plugin: torch CUDA
+and JAX in one process, each taking initc's device buffers over through DLPack.
+
+Checks (each prints `ok NAME` or raises):
+- initc.torch.materialize(device="cuda") equals the CPU engine's values bit for bit (plain
+  modules with ties and 16-bit parameters; torchtitan's Llama3 when it imports), rng jax and fast;
+- DLPack: device, one hand-over per array, refused dl_device/stream 0/copy=True (the array stays
+  available), legacy and versioned capsules, an unconsumed capsule frees its buffer, the
+  consumer's tensor outlives the Runtime object, zero copy (torch's and JAX's pointers are
+  initc's);
+- initc.jax.materialize on the GPU mesh equals the CPU backend bit for bit;
+- initc.torchax (when torchax imports): torchax tensors over the same jax.Arrays.
+"""
+import ctypes
+import gc
+import os
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+import initc
+import initc.device as D
+import initc.torch as it
+
+ROOT = sys.argv[1]
+assert torch.cuda.is_available(), "no CUDA device"
+assert D.find_plugin(), "no PJRT plugin"
+
+
+def bits(t):
+    t = t.detach().contiguous().cpu()
+    return t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
+
+
+def ok(name):
+    print("ok", name, flush=True)
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(300, 48)
+        self.a = nn.Linear(48, 96)
+        self.b = nn.Linear(96, 48, dtype=torch.bfloat16)
+        self.c = nn.Linear(48, 32, bias=False, dtype=torch.float16)
+        self.head = nn.Linear(48, 300, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def build_tied():
+    with torch.device("meta"):
+        return Tied()
+
+
+def compare_modules(make, name, rng):
+    prog = it.trace(make(), rng=rng)
+    cpu = it.materialize(make(), prog, seed=7)
+    gpu = it.materialize(make(), prog, seed=7, device="cuda")
+    for (n, a), (m, b) in zip(cpu.state_dict().items(), gpu.state_dict().items()):
+        assert n == m and b.device.type == "cuda", (n, m, b.device)
+        assert np.array_equal(bits(a), bits(b)), f"{name} {rng}: `{n}` differs between the CPU engine and the GPU"
+    for p in gpu.parameters():
+        assert p.is_leaf and p.device.type == "cuda"
+    return gpu
+
+
+# ---- torch ----
+for rng in ("jax", "fast"):
+    g = compare_modules(build_tied, "tied", rng)
+    assert g.head.weight is g.emb.weight, "the tie is lost"
+ok("torch_plain_modules_equal_cpu_engine")
+
+try:
+    from titan_models import tiny_config  # python/tests
+
+    have_titan = True
+except Exception as e:  # torchtitan 0.3.0 may not import on the device's torch
+    print("SKIPPED torchtitan:", type(e).__name__, str(e)[:200])
+    have_titan = False
+if have_titan:
+    def titan():
+        with torch.device("meta"):
+            return tiny_config(n_kv_heads=4).build()
+    for rng in ("jax", "fast"):
+        compare_modules(titan, "torchtitan tiny", rng)
+    ok("torch_torchtitan_equal_cpu_engine")
+
+# ---- DLPack protocol ----
+src = os.path.join(ROOT, "examples", "llama3_tiny.toml")
+program = initc.Program.from_toml(open(src).read(), src)
+params = [(f, s) for f, _, s, _ in program.params if len(s) == 2][:6]
+rt = D.runtime()
+assert rt.platform == "cuda", rt.platform
+(arrays,), timings = rt.materialize(program, [(0, [(f, [0, 0], s) for f, s in params])], seed=3)
+assert set(timings) == {"compile", "load", "run"}
+ref = {f: torch.from_numpy(np.frombuffer(a.to_bytes(), np.uint8).copy()) for (f, _), a in zip(params, arrays)}
+assert arrays[0].__dlpack_device__() == (2, 0), arrays[0].__dlpack_device__()
+
+t0 = torch.from_dlpack(arrays[0])
+assert t0.device.type == "cuda" and list(t0.shape) == params[0][1]
+assert t0.data_ptr() == arrays[0].exported_pointer != 0, "torch's tensor is not at initc's address (a copy)"
+try:
+    torch.from_dlpack(arrays[0])
+    raise AssertionError("a second hand-over was accepted")
+except BufferError:
+    pass
+a1 = arrays[1]
+for kwargs, exc in (({"dl_device": (1, 0)}, BufferError), ({"stream": 0}, initc.InitcError), ({"copy": True}, BufferError)):
+    try:
+        a1.__dlpack__(**kwargs)
+        raise AssertionError(f"__dlpack__({kwargs}) was accepted")
+    except exc:
+        pass
+    assert a1.available, f"a refused __dlpack__({kwargs}) took the buffer"
+ok("dlpack_one_handover_and_refusals")
+
+cap = a1.__dlpack__(stream=1)
+name = ctypes.pythonapi.PyCapsule_GetName
+name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+assert name(cap) == b"dltensor", name(cap)
+t1 = torch.utils.dlpack.from_dlpack(cap)
+assert np.array_equal(bits(t1), ref[params[1][0]].numpy())
+before = rt.memory_stats(0)["bytes_in_use"]
+cap2 = arrays[2].__dlpack__(max_version=(1, 0))
+assert name(cap2) == b"dltensor_versioned", name(cap2)
+del cap2
+gc.collect()
+after = rt.memory_stats(0)["bytes_in_use"]
+assert before - after >= arrays[2].nbytes, f"an unconsumed capsule kept its buffer ({before} -> {after} bytes in use)"
+ok("dlpack_legacy_and_versioned_capsules")
+
+# the consumer outlives the Runtime object and the DeviceArray
+keep = torch.from_dlpack(arrays[3])
+del arrays, rt
+D._RUNTIMES.clear()
+gc.collect()
+torch.cuda.synchronize()
+assert np.array_equal(bits(keep), ref[params[3][0]].numpy()), "the tensor changed after its Runtime was dropped"
+assert np.array_equal(bits(t0), ref[params[0][0]].numpy())
+del keep, t0, t1
+gc.collect()
+ok("dlpack_consumer_outlives_runtime")
+
+# ---- JAX ----
+import jax  # noqa: E402
+import initc.jax as ij  # noqa: E402
+from jax.sharding import Mesh, PartitionSpec as P  # noqa: E402
+
+gpus = [d for d in jax.devices() if d.platform == "gpu"]
+assert gpus, jax.devices()
+mesh = Mesh(np.array(gpus[:1]), ("fsdp",))
+mixed = initc.Program.from_toml(open(os.path.join(ROOT, "examples", "mlp.toml")).read(), "mlp.toml")
+for prog in (program, mixed):
+    on_gpu = ij.materialize(prog, mesh, lambda f, s: P("fsdp") if len(s) == 2 else P(), seed=11)
+    on_cpu = ij.materialize(prog, mesh, lambda f, s: P("fsdp") if len(s) == 2 else P(), seed=11, backend="cpu")
+    for f in on_gpu:
+        assert np.array_equal(np.asarray(on_gpu[f]).reshape(-1).view(np.uint8), np.asarray(on_cpu[f]).reshape(-1).view(np.uint8)), f
+        assert on_gpu[f].sharding == on_cpu[f].sharding
+rt = D.runtime(visible_devices=[gpus[0].local_hardware_id])
+(arrs,), _ = rt.materialize(program, [(0, [(params[0][0], [0, 0], params[0][1])])])
+x = jax.dlpack.from_dlpack(arrs[0])
+assert x.unsafe_buffer_pointer() == arrs[0].exported_pointer, "JAX copied the buffer"
+ok("jax_arrays_equal_cpu_backend_zero_copy")
+
+# torch and JAX hold initc buffers at once, in one process
+tt = it.materialize(build_tied(), it.trace(build_tied()), seed=1, device="cuda")
+assert float(np.asarray(x).astype(np.float32).std()) > 0 and tt.a.weight.device.type == "cuda"
+ok("torch_and_jax_in_one_process")
+
+# ---- torchax ----
+try:
+    import torchax  # noqa: F401
+    import initc.torchax as itx
+    from torchax.mesh_util import Mesh as TxMesh
+
+    have_tx = True
+except Exception as e:
+    print("SKIPPED torchax:", type(e).__name__, str(e)[:200])
+    have_tx = False
+if have_tx:
+    class Small(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.a = nn.Linear(d, 2 * d)
+            self.b = nn.Linear(2 * d, d, bias=False)
+
+    txm = TxMesh(mesh)
+    model = itx.initialize_model_sharded(Small, (64,), mesh=txm, seed=5)
+    prog = it.trace(lambda: Small(64), seed=5)
+    want = ij.materialize(prog.program, mesh, None, seed=5, backend="cpu")
+    for n, p in model.state_dict().items():
+        arr = p._elem if hasattr(p, "_elem") else p.jax()
+        assert np.array_equal(np.asarray(arr).reshape(-1).view(np.uint8), np.asarray(want[n]).reshape(-1).view(np.uint8)), n
+    ok("torchax_tensors_equal_initc_jax")
+
+print("initc.device: all checks passed")
