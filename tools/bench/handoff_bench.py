@@ -9,7 +9,8 @@ Cases (--cases, comma-separated; each runs for every --dtypes):
   initc-jax                           build on meta, trace, initc.jax.materialize on a 1-GPU mesh
   jax                                 benches/anchors/jax_init.py (jax.jit(init, out_shardings),
                                       threefry2x32; its own Llama3 of the same shapes)
-  torchax                             torchax Mesh.initialize_model_sharded(Llama3 constructor)
+  torchax / initc-torchax             torchax's Mesh.initialize_model_sharded / initc.torchax's, of
+                                      a Llama3 whose constructor initializes (f32), fsdp mesh
 
 Each case prints one JSON line; the driver collects them into --out with ratios:
   usable_s       process start of the work (after imports) -> parameters usable on the GPU
@@ -31,12 +32,30 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def build(flavor: str, dtype: str):
-    import torch
-    from torchtitan.models.llama3 import llama3_configs
+SOURCE = {}
 
-    with torch.device("meta"):
-        model = llama3_configs[flavor](attn_backend="flex").build()
+
+def build(flavor: str, dtype: str, init: bool = False):
+    """torchtitan 0.3.0's Llama3 on meta, or where torchtitan does not import (it needs a newer
+    torch than 2.11) benches/anchors/titan_llama3.py, whose capture python/tests checks to be
+    torchtitan's bit for bit."""
+    import torch
+
+    try:
+        if init:
+            raise ImportError("a constructor that initializes is wanted")
+        from torchtitan.models.llama3 import llama3_configs
+
+        with torch.device("meta"):
+            model = llama3_configs[flavor](attn_backend="flex").build()
+        SOURCE["model"] = "torchtitan 0.3.0"
+    except ImportError as e:
+        sys.path.insert(0, os.path.join(ROOT, "benches", "anchors"))
+        from titan_llama3 import FLAVORS, Llama3
+
+        with torch.device("meta"):
+            model = Llama3(**FLAVORS[flavor], init=init)
+        SOURCE["model"] = f"benches/anchors/titan_llama3.py ({str(e)[:120]})"
     if dtype == "bf16":
         model = model.to(torch.bfloat16)
     return model
@@ -144,30 +163,51 @@ def case_jax(flavor, dtype):
     return dict(usable_s=r.get("compile_s", 0) + r.get("materialize_s", 0), wall_s=wall, compile_s=r.get("compile_s"), materialize_s=r.get("materialize_s"))
 
 
-def case_torchax(flavor, dtype):
-    import torch
-    import torchax
-    from torchax.mesh_util import Mesh
-    from torchtitan.models.llama3 import llama3_configs
+def _initializing_class(flavor):
+    sys.path.insert(0, os.path.join(ROOT, "benches", "anchors"))
+    from titan_llama3 import FLAVORS, Llama3
 
-    cfg = llama3_configs[flavor](attn_backend="flex")
+    SOURCE["model"] = "benches/anchors/titan_llama3.py, init in the constructor"
+    return lambda: Llama3(**FLAVORS[flavor], init=True)
+
+
+def case_torchax(flavor, dtype):
+    import jax
+    from torchax.mesh_util import Mesh
+
+    make = _initializing_class(flavor)
+    jax.devices()
     t0 = time.perf_counter()
-    mesh = Mesh.fsdp_mesh()
-    model = mesh.initialize_model_sharded(lambda: cfg.build(), ())
+    model = Mesh.fsdp_mesh().initialize_model_sharded(make, ())
     for v in model.state_dict().values():
         getattr(v, "_elem", v).block_until_ready()
-    return dict(usable_s=time.perf_counter() - t0, dtype_note="f32 (torchax builds the constructor's dtype)")
+    return dict(usable_s=time.perf_counter() - t0, note="f32: the constructor's dtype")
+
+
+def case_initc_torchax(flavor, dtype):
+    import jax
+    from torchax.mesh_util import Mesh
+    import initc.torchax as itx
+
+    make = _initializing_class(flavor)
+    jax.devices()
+    t0 = time.perf_counter()
+    model = itx.initialize_model_sharded(make, (), mesh=Mesh.fsdp_mesh(), seed=0)
+    for v in model.state_dict().values():
+        getattr(v, "_elem", v).block_until_ready()
+    return dict(usable_s=time.perf_counter() - t0, note="f32: the constructor's dtype")
 
 
 def run_case(case, flavor, dtype):
     if case.startswith("initc-torch-"):
         return case_initc_torch(flavor, dtype, case.rsplit("-", 1)[1])
-    return {"torch": case_torch, "initc-jax": case_initc_jax, "jax": case_jax, "torchax": case_torchax}[case](flavor, dtype)
+    table = {"torch": case_torch, "initc-jax": case_initc_jax, "jax": case_jax, "torchax": case_torchax, "initc-torchax": case_initc_torchax}
+    return table[case](flavor, dtype)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--flavor", default="8B")
+    ap.add_argument("--flavor", default="8B", help="debugmodel, 1B, 8B, 70B")
     ap.add_argument("--dtypes", default="f32,bf16")
     ap.add_argument("--cases", default="initc-torch-jax,initc-torch-fast,torch,initc-jax,jax")
     ap.add_argument("--timeout", type=float, default=400)
@@ -175,7 +215,9 @@ def main():
     ap.add_argument("--one", nargs=3, metavar=("CASE", "FLAVOR", "DTYPE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(run_case(*a.one)), flush=True)
+        row = run_case(*a.one)
+        row.update(SOURCE)
+        print(json.dumps(row), flush=True)
         return
     rows = []
     for dtype in a.dtypes.split(","):
@@ -192,7 +234,7 @@ def main():
             print(json.dumps(row), flush=True)
     by = {(r["case"], r["dtype"]): r for r in rows}
     for r in rows:
-        for anchor in ("torch", "jax", "initc-torch-jax"):
+        for anchor in ("torch", "jax", "torchax", "initc-torch-jax"):
             b = by.get((anchor, r["dtype"]))
             if b and "usable_s" in b and "usable_s" in r and r["case"] != anchor:
                 r[f"usable_vs_{anchor}"] = b["usable_s"] / r["usable_s"]
