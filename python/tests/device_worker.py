@@ -50,52 +50,33 @@ def jax_bits(init, shape, dtype, seed, fqn):
     return np.frombuffer(raw(_jitted[k](param_key(seed, fqn))), np.uint8)
 
 
-def ulps(a, b, dtype):
-    """Largest distance in units in the last place between two byte arrays of `dtype`."""
+def distance(got, cpu, dtype):
+    """`initc run --verify`'s rule (crates/initc-device/src/verify.rs): an element passes at
+    <= 4 ULPs (f32) / 1 ULP (16-bit), or within 2^-16 of the tensor's largest magnitude (a
+    cancellation near 0 in `u * (b - a) + a`). Returns (elements differing, elements failing)."""
+    import ml_dtypes
+
     w = {"f32": np.int32, "bf16": np.int16, "f16": np.int16}[dtype]
-    x, y = a.view(w).astype(np.int64), b.view(w).astype(np.int64)
+    f = {"f32": np.float32, "bf16": ml_dtypes.bfloat16, "f16": np.float16}[dtype]
+    x, y = got.view(w).astype(np.int64), cpu.view(w).astype(np.int64)
     sign = np.int64(1) << (8 * np.dtype(w).itemsize - 1)
     x, y = np.where(x < 0, -(x + sign), x), np.where(y < 0, -(y + sign), y)  # monotone in the value
-    return int(np.abs(x - y).max()) if x.size else 0
-
-
-TOL = {"f32": 4, "bf16": 1, "f16": 1}  # initc run --verify's (crates/initc-device/src/verify.rs)
+    gv, cv = got.view(f).astype(np.float64), cpu.view(f).astype(np.float64)
+    scale = np.abs(cv).max() if cv.size else 0.0
+    ok = (np.abs(x - y) <= (4 if dtype == "f32" else 1)) | (np.abs(gv - cv) <= scale / 65536)
+    return int((x != y).sum()), int((~ok).sum())
 
 
 def check_values(prog, fqn, dtype, shape, init, seed, got, what):
-    """`got` (bytes of the whole tensor from the GPU) against JAX on the GPU and the CPU engine."""
+    """`got` (bytes of the whole tensor from the GPU) against JAX on the GPU (JAX mode; not for
+    assembled parameters, whose init string names their parts' initializer) and the CPU engine."""
     cpu = np.empty(got.size, np.uint8)
     prog.materialize_into(fqn, cpu, seed)
-    if prog.rng == "jax":
+    if prog.rng == "jax" and fqn not in prog.fused:
         assert np.array_equal(got, jax_bits(init, shape, dtype, seed, fqn)), f"{what}: `{fqn}` ({init}) differs from JAX on the same GPU"
-    d = ulps(got, cpu, dtype)
-    assert d <= TOL[dtype], f"{what}: `{fqn}` is {d} ULPs from the CPU engine"
-    return d
-
-
-def bits(t):
-    t = t.detach().contiguous().cpu()
-    return t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
-
-
-def ok(name):
-    print("ok", name, flush=True)
-
-
-class Tied(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(300, 48)
-        self.a = nn.Linear(48, 96)
-        self.b = nn.Linear(96, 48, dtype=torch.bfloat16)
-        self.c = nn.Linear(48, 32, bias=False, dtype=torch.float16)
-        self.head = nn.Linear(48, 300, bias=False)
-        self.head.weight = self.emb.weight
-
-
-def build_tied():
-    with torch.device("meta"):
-        return Tied()
+    differ, fail = distance(got, cpu, dtype)
+    assert fail == 0, f"{what}: `{fqn}`: {fail} elements beyond --verify's tolerance of the CPU engine"
+    return differ
 
 
 WORST: dict = {}
@@ -109,7 +90,7 @@ def compare_modules(make, name, rng):
         b = state[fqn]
         assert b.device.type == "cuda", (fqn, b.device)
         d = check_values(tp.program, fqn, dt, shape, init, 7, bits(b), f"{name} {rng}")
-        WORST[(rng, dt)] = max(WORST.get((rng, dt), 0), d)
+        WORST[(name, rng, dt)] = WORST.get((name, rng, dt), 0) + d
     for p in gpu.parameters():
         assert p.is_leaf and p.device.type == "cuda"
     return gpu
@@ -119,7 +100,7 @@ def compare_modules(make, name, rng):
 for rng in ("jax", "fast"):
     g = compare_modules(build_tied, "tied", rng)
     assert g.head.weight is g.emb.weight, "the tie is lost"
-ok(f"torch_plain_modules_equal_jax_on_gpu (largest distance to the CPU engine in ULPs: {WORST})")
+ok("torch_plain_modules_equal_jax_on_gpu")
 
 try:
     from titan_models import tiny_config  # python/tests
@@ -128,6 +109,22 @@ try:
 except Exception as e:  # torchtitan 0.3.0 may not import on the device's torch
     print("SKIPPED torchtitan:", type(e).__name__, str(e)[:200])
     have_titan = False
+sys.path.insert(0, os.path.join(ROOT, "benches", "anchors"))
+from titan_llama3 import Llama3  # noqa: E402  torchtitan 0.3.0's parameters and init (checked in CI)
+
+
+def replica(dtype=torch.float32):
+    with torch.device("meta"):
+        return Llama3(dim=64, n_layers=2, n_heads=8, n_kv_heads=2, vocab=128, ffn=192, max_seq_len=64).to(dtype)
+
+
+for rng in ("jax", "fast"):
+    for dt in (torch.float32, torch.bfloat16):
+        g = compare_modules(lambda: replica(dt), f"torchtitan-0.3.0 replica {dt}", rng)
+        assert g.freqs_cis.device.type == "cuda" and g.freqs_cis.abs().max() > 0, "the RoPE buffer was not computed"
+ok("torch_fused_wqkv_assembled_on_gpu")
+print("elements differing from the CPU engine (within tolerance):", {k: v for k, v in WORST.items() if v})
+
 if have_titan:
     def titan():
         with torch.device("meta"):

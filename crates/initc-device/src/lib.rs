@@ -13,11 +13,13 @@
 //! planned independently (init needs no communication, so no collective can appear), and one
 //! device of a 256-device mesh can be materialized alone.
 
+mod fused;
 mod pack;
 mod plan;
 mod runtime;
 mod verify;
 
+pub use fused::{Fused, RegionRun, materialize_regions, split_fused};
 pub use pack::{ChainOp, TableSpec, batch_statics, device_tables, draw_key, le_bytes, pack_static, table_specs};
 pub use plan::{Batch, DeviceLaunches, DevicePlan, FUSE, Launch, Program, region_of};
 pub use runtime::{DEFAULT_THREADS, DeviceShards, ExecuteSpan, MAX_BATCH, Materialized, Materializer, Shard, assign, element_type};

@@ -12,10 +12,8 @@
 
 use std::ffi::{CStr, c_void};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use dlpark::ffi::{DLDataType, DLDataTypeCode, DLDevice, DLDeviceType, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor};
-use initc_device::Materializer;
 use initc_ir::DType;
 use initc_pjrt::{Buffer, Client, ClientOptions, CompileOptions, ExternalRef, Plugin};
 use pyo3::exceptions::PyBufferError;
@@ -130,14 +128,13 @@ impl Runtime {
             return Err(err(format!("batch must be in 1..={}", initc_device::MAX_BATCH)));
         }
         let client = self.client.clone();
+        let pjrt_devices: Vec<initc_pjrt::Device> = targets.iter().map(|&i| self.client.devices()[i].clone()).collect();
         let seed = seed.unwrap_or(m.seed);
         let (done, compile, load) = py
             .detach(move || -> Result<_, initc_device::DeviceError> {
-                let t = Instant::now();
-                let mat = Materializer::for_regions(&m, client, targets, regions, &CompileOptions::default(), batch)?;
-                let prepared = t.elapsed();
-                let out = mat.run(seed)?;
-                Ok((out, mat.compile_time, prepared.saturating_sub(mat.compile_time)))
+                let out = initc_device::materialize_regions(&m, client, targets, regions, &CompileOptions::default(), batch, seed)?;
+                let (compile, load) = (out.compile, out.load);
+                Ok((out, compile, load))
             })
             .map_err(|e| {
                 err(match e.hint() {
@@ -148,13 +145,14 @@ impl Runtime {
         let t = PyDict::new(py);
         t.set_item("compile", compile.as_secs_f64())?;
         t.set_item("load", load.as_secs_f64())?;
-        t.set_item("run", done.elapsed.as_secs_f64())?;
+        t.set_item("run", done.run.as_secs_f64())?;
         let arrays = done
             .devices
             .into_iter()
-            .map(|ds| {
-                let device = dl_device(&platform, ds.device.local_hardware_id);
-                ds.shards
+            .zip(&pjrt_devices)
+            .map(|(shards, dev)| {
+                let device = dl_device(&platform, dev.local_hardware_id);
+                shards
                     .into_iter()
                     .map(|s| DeviceArray {
                         buffer: Mutex::new(Some(s.buffer)),
@@ -164,7 +162,7 @@ impl Runtime {
                         dtype: s.dtype,
                         device: device.clone(),
                         platform: platform.clone(),
-                        pjrt_device: ds.device.id,
+                        pjrt_device: dev.id,
                         exported: Default::default(),
                     })
                     .collect()

@@ -379,6 +379,14 @@ impl Program {
         format!("<initc.Program {:?}: {} tensors, {} elements>", self.m.name, self.m.params.len(), self.m.total_elements())
     }
 
+    /// Parameters whose program is a reshape of a concatenation (torchtitan 0.3.0's fused
+    /// `wqkv`): the device runtime makes their parts and assembles them on the device.
+    #[getter]
+    fn fused(&self) -> Vec<String> {
+        let (_, fused) = initc_device::split_fused(&self.m);
+        self.m.params.iter().zip(fused).filter(|(_, f)| f.is_some()).map(|(p, _)| p.fqn.clone()).collect()
+    }
+
     /// Computes the rectangle `offset`/`shape` (default: all) of parameter `fqn` with the CPU
     /// engine for `seed` (default: the program's) and writes its little-endian bytes, row-major,
     /// into `out`: any writable C-contiguous buffer of exactly that many bytes (a uint8 numpy

@@ -11,6 +11,7 @@
 //! The text is assembled here and parsed, verified and printed by MLIR through melior
 //! (`mlir.rs`); melior has no StableHLO dialect, so its ops stay in generic form.
 
+mod assemble;
 mod emit;
 #[cfg(feature = "mlir")]
 mod mlir;
@@ -19,6 +20,7 @@ mod shard_program;
 mod shardings;
 mod text;
 
+pub use assemble::{Assembly, assembly_program};
 pub use shard_program::{ChainStep, HostValue, ShardProgram, Slot, batch_groups, batched_program, shard_program, table_chain};
 pub use shardings::gspmd;
 

@@ -1,0 +1,235 @@
+//! Parameters whose program is a row-major reshape of a concatenation (torchtitan 0.3.0's fused
+//! `wqkv`): shard programs compute only programs that are element-wise in the parameter's own
+//! index space, so each concatenated part becomes a parameter of its own (the same IR value, so
+//! the same bits) and an assembly program ([`initc_stablehlo::assembly_program`]) puts them
+//! together on the device and slices out the requested region.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use initc_ir::{Module, Op, Param, Value};
+use initc_pjrt::{Buffer, Client, CompileOptions, Executable};
+use initc_shard::Region;
+use initc_stablehlo::{Assembly, assembly_program};
+
+use crate::runtime::{Materializer, Shard};
+use crate::DeviceError;
+
+/// A parameter made from parts: their indices in the split module, and how they assemble.
+#[derive(Clone, Debug)]
+pub struct Fused {
+    pub parts: Vec<usize>,
+    pub assembly: Assembly,
+}
+
+/// The parts of `v` if it is `concat(xs)` or `reshape(concat(xs))`: each part's own value (a
+/// reshape's operand) with its shape, and its shape as concatenated.
+fn concat_parts(m: &Module, v: Value) -> Option<(Vec<(Value, Vec<u64>)>, u32, Vec<u64>)> {
+    let cat = match &m.node(v).op {
+        Op::Reshape { x } if matches!(m.node(*x).op, Op::Concat { .. }) => *x,
+        Op::Concat { .. } => v,
+        _ => return None,
+    };
+    let Op::Concat { xs, dim } = &m.node(cat).op else { return None };
+    let parts = xs
+        .iter()
+        .map(|&x| {
+            let own = match m.node(x).op {
+                Op::Reshape { x: y } => y,
+                _ => x,
+            };
+            (own, m.ty(x).shape.clone())
+        })
+        .collect();
+    Some((parts, *dim, m.ty(cat).shape.clone()))
+}
+
+/// The module with every concatenated parameter's parts appended as parameters
+/// (`FQN#part0`, ...), and per original parameter its [`Fused`] description (`None` for the
+/// others, which shard programs compute directly). Modules with a mesh are returned unchanged.
+pub fn split_fused(m: &Module) -> (Module, Vec<Option<Fused>>) {
+    let mut out = m.clone();
+    if m.mesh.is_some() {
+        return (out, vec![None; m.params.len()]);
+    }
+    let fused = m
+        .params
+        .iter()
+        .map(|p| {
+            let (parts, dim, concat) = concat_parts(m, p.value)?;
+            let mut idx = Vec::with_capacity(parts.len());
+            let mut shapes = Vec::with_capacity(parts.len());
+            for (i, (own, view)) in parts.into_iter().enumerate() {
+                idx.push(out.params.len());
+                shapes.push((m.ty(own).shape.clone(), view));
+                out.params.push(Param {
+                    fqn: format!("{}#part{i}", p.fqn),
+                    value: own,
+                    ty: m.ty(own).clone(),
+                    axes: Vec::new(),
+                    init: p.init.clone(),
+                    sharding: None,
+                });
+            }
+            Some(Fused { parts: idx, assembly: Assembly { dtype: p.ty.dtype, parts: shapes, dim, concat, shape: p.ty.shape.clone() } })
+        })
+        .collect();
+    (out, fused)
+}
+
+/// What [`materialize_regions`] made: per request list, its shards in request order.
+pub struct RegionRun {
+    pub devices: Vec<Vec<Shard>>,
+    /// Planning and XLA compiles (shard programs and assembly programs).
+    pub compile: Duration,
+    /// Static words and tables.
+    pub load: Duration,
+    /// From the seed to every requested buffer ready (assembly included).
+    pub run: Duration,
+}
+
+/// [`Materializer::for_regions`] and one run for `seed`, for any parameter: concatenated ones
+/// ([`split_fused`]) are made from their parts and assembled on the device; the parts' buffers
+/// are freed once assembled.
+pub fn materialize_regions(
+    m: &Module,
+    client: Client,
+    targets: Vec<usize>,
+    requests: Vec<Vec<(usize, Region)>>,
+    options: &CompileOptions,
+    max_batch: Option<usize>,
+    seed: u64,
+) -> Result<RegionRun, DeviceError> {
+    let t0 = Instant::now();
+    let (split, fused) = split_fused(m);
+    // Per request list, where each requested shard comes from: one launch or several parts.
+    enum From {
+        Launch(usize),
+        Parts(Vec<usize>),
+    }
+    let mut sources: Vec<Vec<From>> = Vec::with_capacity(requests.len());
+    let mut launches: Vec<Vec<(usize, Region)>> = Vec::with_capacity(requests.len());
+    for list in &requests {
+        let (mut src, mut ls) = (Vec::with_capacity(list.len()), Vec::with_capacity(list.len()));
+        for (p, region) in list {
+            let f = fused.get(*p).ok_or_else(|| DeviceError::Internal(format!("parameter index {p} out of range")))?;
+            match f {
+                Some(f) => {
+                    let first = ls.len();
+                    ls.extend(f.parts.iter().map(|&q| (q, Region::full(&split.params[q].ty.shape))));
+                    src.push(From::Parts((first..ls.len()).collect()));
+                }
+                None => {
+                    src.push(From::Launch(ls.len()));
+                    ls.push((*p, region.clone()));
+                }
+            }
+        }
+        sources.push(src);
+        launches.push(ls);
+    }
+    let mat = Materializer::for_regions(&split, client.clone(), targets, launches, options, max_batch)?;
+    // One executable per distinct (assembly, region).
+    let mut programs: HashMap<String, usize> = HashMap::new();
+    let mut executables: Vec<Executable> = Vec::new();
+    let mut which: Vec<Vec<Option<usize>>> = Vec::with_capacity(requests.len());
+    for (list, src) in requests.iter().zip(&sources) {
+        let mut w = Vec::with_capacity(list.len());
+        for ((p, region), s) in list.iter().zip(src) {
+            w.push(match s {
+                From::Launch(_) => None,
+                From::Parts(..) => {
+                    let f = fused[*p].as_ref().ok_or_else(|| DeviceError::Internal("a fused parameter lost its parts".into()))?;
+                    let text = assembly_program(&f.assembly, &region.offset, &region.shape);
+                    let next = executables.len();
+                    let e = *programs.entry(text.clone()).or_insert(next);
+                    if e == next {
+                        let program = format!("assemble `{}`", m.params[*p].fqn);
+                        executables.push(client.compile(text.as_bytes(), options).map_err(|source| DeviceError::Compile { program, source })?);
+                    }
+                    Some(e)
+                }
+            });
+        }
+        which.push(w);
+    }
+    let compile = t0.elapsed().saturating_sub(mat.load_time);
+    let load = mat.load_time;
+    let run = mat.run(seed)?;
+    let t1 = Instant::now();
+    let mut devices = Vec::with_capacity(run.devices.len());
+    for (((ds, list), src), w) in run.devices.into_iter().zip(&requests).zip(&sources).zip(&which) {
+        let device = ds.device.clone();
+        let mut made: Vec<Option<Shard>> = ds.shards.into_iter().map(Some).collect();
+        let mut out = Vec::with_capacity(list.len());
+        for (((p, region), s), exe) in list.iter().zip(src).zip(w) {
+            let shard = match (s, exe) {
+                (From::Launch(k), _) => made[*k].take().ok_or_else(|| DeviceError::Internal("a shard was taken twice".into()))?,
+                (From::Parts(ks), Some(e)) => {
+                    let parts: Vec<Shard> = ks.iter().map(|&k| made[k].take().ok_or_else(|| DeviceError::Internal("a part was taken twice".into()))).collect::<Result<_, _>>()?;
+                    let args: Vec<&Buffer> = parts.iter().map(|s| &s.buffer).collect();
+                    let mut res = executables[*e].execute_on(&device, &args)?;
+                    let buffer = res.pop().ok_or_else(|| DeviceError::Internal("an assembly program returned nothing".into()))?;
+                    // The parts' buffers may be dropped now: PJRT frees them after the execute.
+                    drop(parts);
+                    let param = &m.params[*p];
+                    Shard { param: *p, fqn: param.fqn.clone(), offset: region.offset.clone(), shape: region.shape.clone(), dtype: param.ty.dtype, buffer }
+                }
+                (From::Parts(..), None) => return Err(DeviceError::Internal("an assembled shard has no program".into())),
+            };
+            out.push(shard);
+        }
+        devices.push(out);
+    }
+    for d in &devices {
+        for s in d {
+            s.buffer.wait_ready()?;
+        }
+    }
+    Ok(RegionRun { devices, compile, load, run: run.elapsed + t1.elapsed() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(m: &Module, v: Value) -> Vec<u8> {
+        let ev = initc_cpu::Evaluator::new(m, 9);
+        let shape = m.ty(v).shape.clone();
+        let mut out = Vec::new();
+        initc_cpu::materialize::<()>(&ev, v, &shape, &Region::full(&shape), |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// torchtitan 0.3.0's fused wqkv: the CPU engine's value of the parameter is its parts'
+    /// values put together as the assembly program does (reshape, concat, reshape).
+    #[test]
+    fn fused_parameters_are_their_parts_concatenated() {
+        let src = "[model]\npreset = \"llama3\"\ntorchtitan = \"0.3.0\"\ndim = 64\nn_layers = 2\nn_heads = 8\nn_kv_heads = 2\nvocab_size = 128\nmultiple_of = 32\n";
+        let m = initc_frontend::trace_toml("t", src, "t.toml").unwrap().module;
+        let (split, fused) = split_fused(&m);
+        let found: Vec<&str> = m.params.iter().zip(&fused).filter(|(_, f)| f.is_some()).map(|(p, _)| p.fqn.as_str()).collect();
+        assert_eq!(found, ["layers.0.attention.qkv_linear.wqkv.weight", "layers.1.attention.qkv_linear.wqkv.weight"]);
+        for (p, f) in m.params.iter().zip(&fused) {
+            let Some(f) = f else { continue };
+            let a = &f.assembly;
+            let w = p.ty.dtype.size_bytes() as usize;
+            let d = a.dim as usize;
+            let outer: u64 = a.concat[..d].iter().product();
+            let inner = a.concat[d + 1..].iter().product::<u64>() as usize * w;
+            let parts: Vec<Vec<u8>> = f.parts.iter().map(|&q| bytes(&split, split.params[q].value)).collect();
+            let mut host = Vec::new();
+            for o in 0..outer as usize {
+                for (bytes, (_, view)) in parts.iter().zip(&a.parts) {
+                    let chunk = view[d] as usize * inner;
+                    host.extend_from_slice(&bytes[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            assert_eq!(host, bytes(&m, p.value), "{}", p.fqn);
+        }
+    }
+}
