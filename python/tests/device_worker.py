@@ -50,23 +50,6 @@ def jax_bits(init, shape, dtype, seed, fqn):
     return np.frombuffer(raw(_jitted[k](param_key(seed, fqn))), np.uint8)
 
 
-def distance(got, cpu, dtype):
-    """`initc run --verify`'s rule (crates/initc-device/src/verify.rs): an element passes at
-    <= 4 ULPs (f32) / 1 ULP (16-bit), or within 2^-16 of the tensor's largest magnitude (a
-    cancellation near 0 in `u * (b - a) + a`). Returns (elements differing, elements failing)."""
-    import ml_dtypes
-
-    w = {"f32": np.int32, "bf16": np.int16, "f16": np.int16}[dtype]
-    f = {"f32": np.float32, "bf16": ml_dtypes.bfloat16, "f16": np.float16}[dtype]
-    x, y = got.view(w).astype(np.int64), cpu.view(w).astype(np.int64)
-    sign = np.int64(1) << (8 * np.dtype(w).itemsize - 1)
-    x, y = np.where(x < 0, -(x + sign), x), np.where(y < 0, -(y + sign), y)  # monotone in the value
-    gv, cv = got.view(f).astype(np.float64), cpu.view(f).astype(np.float64)
-    scale = np.abs(cv).max() if cv.size else 0.0
-    ok = (np.abs(x - y) <= (4 if dtype == "f32" else 1)) | (np.abs(gv - cv) <= scale / 65536)
-    return int((x != y).sum()), int((~ok).sum())
-
-
 def check_values(prog, fqn, dtype, shape, init, seed, got, what):
     """`got` (bytes of the whole tensor from the GPU) against JAX on the GPU (JAX mode; not for
     assembled parameters, whose init string names their parts' initializer) and the CPU engine."""
@@ -74,9 +57,34 @@ def check_values(prog, fqn, dtype, shape, init, seed, got, what):
     prog.materialize_into(fqn, cpu, seed)
     if prog.rng == "jax" and fqn not in prog.fused:
         assert np.array_equal(got, jax_bits(init, shape, dtype, seed, fqn)), f"{what}: `{fqn}` ({init}) differs from JAX on the same GPU"
-    differ, fail = distance(got, cpu, dtype)
+    differ, fail = D.compare(got, cpu, dtype)
     assert fail == 0, f"{what}: `{fqn}`: {fail} elements beyond --verify's tolerance of the CPU engine"
     return differ
+
+
+def bits(t):
+    t = t.detach().contiguous().cpu()
+    return t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
+
+
+def ok(name):
+    print("ok", name, flush=True)
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(300, 48)
+        self.a = nn.Linear(48, 96)
+        self.b = nn.Linear(96, 48, dtype=torch.bfloat16)
+        self.c = nn.Linear(48, 32, bias=False, dtype=torch.float16)
+        self.head = nn.Linear(48, 300, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def build_tied():
+    with torch.device("meta"):
+        return Tied()
 
 
 WORST: dict = {}
