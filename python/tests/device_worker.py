@@ -227,7 +227,7 @@ ok("torch_and_jax_in_one_process")
 try:
     import torchax  # noqa: F401
     import initc.torchax as itx
-    from torchax.mesh_util import Mesh as TxMesh
+    from torchax.mesh_util import Mesh as TxMesh, SingleAxisSharder
 
     have_tx = True
 except Exception as e:
@@ -240,7 +240,7 @@ if have_tx:
             self.a = nn.Linear(d, 2 * d)
             self.b = nn.Linear(2 * d, d, bias=False)
 
-    txm = TxMesh(mesh)
+    txm = TxMesh(mesh, SingleAxisSharder("fsdp", 1, True))  # torchax 0.0.13's default sharder reads a missing attribute
     model = itx.initialize_model_sharded(Small, (64,), mesh=txm, seed=5)
     prog = it.trace(lambda: Small(64), seed=5)
     want = ij.materialize(prog.program, mesh, None, seed=5)
