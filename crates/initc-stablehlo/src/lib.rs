@@ -15,12 +15,14 @@ mod emit;
 #[cfg(feature = "mlir")]
 mod mlir;
 mod rng;
-mod shard_program;
 mod shardings;
+pub mod sp;
 mod text;
 
-pub use shard_program::{ChainStep, HostValue, ShardProgram, Slot, batch_groups, batched_program, shard_program, table_chain};
 pub use shardings::gspmd;
+pub use sp::{
+    Batched, ChainStep, HostValue, LaunchData, ShardProg, ShardProgram, Slot, TableDef, TableDraw, batch_groups, shard_program, table_chain,
+};
 
 /// Which partitioner's annotations to emit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub enum LowerError {
     UnevenShardy { fqn: String, dim: usize, size: u64, parts: u64 },
     #[error("not supported by the StableHLO emitter yet: {0}")]
     Unsupported(String),
+    #[error("parameter `{fqn}`: the lowered shard program is malformed: {err}")]
+    Verify { fqn: String, err: sp::VerifyError },
     #[error("internal emitter error: {0}")]
     Internal(String),
 }

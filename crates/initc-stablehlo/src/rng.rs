@@ -39,13 +39,11 @@ impl Funcs {
         Funcs { fast: mode == RngMode::Fast, ..Funcs::default() }
     }
 
-    /// A function set computing one shard of an array of shape `global`.
-    pub fn shard(global: &[u64], mode: RngMode) -> Funcs {
-        let mut strides = vec![1u64; global.len()];
-        for d in (0..global.len().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * global[d + 1];
-        }
-        Funcs { shard: Some(Global { strides, numel: global.iter().product() }), fast: mode == RngMode::Fast, ..Funcs::default() }
+    /// A function set computing one shard of an array with row-major `counters` (a shard
+    /// program's [`crate::sp::Counters`]).
+    pub fn shard(counters: &crate::sp::Counters, mode: RngMode) -> Funcs {
+        let global = Global { strides: counters.strides.clone(), wide: counters.wide };
+        Funcs { shard: Some(global), fast: mode == RngMode::Fast, ..Funcs::default() }
     }
 
     /// The key operand's type: key data, plus in shard mode the shard's counter base and the
@@ -586,7 +584,7 @@ pub(crate) fn fast_truncation_is_vacuous(fast: bool, dt: DType, lower: f64, uppe
 /// elements, else JAX's u64 flat index split in two.
 fn counters(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val) -> (Val, Val) {
     match global {
-        Some(g) if g.numel <= 1 << 32 => shard_counters_u32(b, shape, g, key),
+        Some(g) if !g.wide => shard_counters_u32(b, shape, g, key),
         _ => counters_u64(b, shape, global, key),
     }
 }
@@ -595,7 +593,8 @@ fn counters(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val) -> 
 #[derive(Clone, Debug)]
 pub(crate) struct Global {
     pub strides: Vec<u64>,
-    pub numel: u64,
+    /// More than 2^32 elements: counters are u64.
+    pub wide: bool,
 }
 
 /// Counters as JAX computes them: u64 flat index (plus the shard's base), split into hi/lo.
@@ -738,33 +737,45 @@ fn normal_consts(dt: DType) -> (String, String, String) {
     }
 }
 
-/// Host constants of a uniform draw: `lo` and `scale = hi - lo`, rounded to `dt` (both as
-/// literals).
-pub(crate) fn uniform_consts(dt: DType, min: f64, max: f64) -> (String, String) {
+/// Host constants of a uniform draw: `lo` and `scale = hi - lo`, rounded to `dt`, as bits in
+/// `dt`'s format.
+pub(crate) fn uniform_bits(dt: DType, min: f64, max: f64) -> (u64, u64) {
     match (dt, half(dt)) {
         (_, Some(h)) => {
             let (lo, hi) = (h.from_f64(min), h.from_f64(max));
             let scale = h.from_f32(h.to_f32(hi) - h.to_f32(lo));
-            (bits_literal(dt, lo.into()), bits_literal(dt, scale.into()))
+            (lo.into(), scale.into())
         }
-        (DType::F64, _) => (bits_literal(dt, min.to_bits()), bits_literal(dt, (max - min).to_bits())),
+        (DType::F64, _) => (min.to_bits(), (max - min).to_bits()),
         _ => {
             let (lo, hi) = (min as f32, max as f32);
-            (bits_literal(dt, lo.to_bits().into()), bits_literal(dt, (hi - lo).to_bits().into()))
+            (lo.to_bits().into(), (hi - lo).to_bits().into())
         }
     }
 }
 
-/// Host constants of a truncated normal draw: `a`, `scale = b - a`, clamp lo and hi.
-pub(crate) fn truncated_consts(dt: DType, lower: f64, upper: f64) -> [String; 4] {
+/// [`uniform_bits`] as literals.
+pub(crate) fn uniform_consts(dt: DType, min: f64, max: f64) -> (String, String) {
+    let (lo, scale) = uniform_bits(dt, min, max);
+    (bits_literal(dt, lo), bits_literal(dt, scale))
+}
+
+/// Host constants of a truncated normal draw: `a`, `scale = b - a`, clamp lo and hi, as bits
+/// in `dt`'s format.
+pub(crate) fn truncated_bits(dt: DType, lower: f64, upper: f64) -> [u64; 4] {
     match half(dt) {
         Some(h) => {
             let t = initc_rng::HalfTruncBounds::new(h, lower, upper);
-            [t.a, t.scale, t.lo, t.hi].map(|x| bits_literal(dt, x.into()))
+            [t.a, t.scale, t.lo, t.hi].map(u64::from)
         }
         None => {
             let t = initc_rng::TruncBounds::new(lower, upper);
-            [t.a, t.b - t.a, t.lo, t.hi].map(|x| bits_literal(dt, x.to_bits().into()))
+            [t.a, t.b - t.a, t.lo, t.hi].map(|x| x.to_bits().into())
         }
     }
+}
+
+/// [`truncated_bits`] as literals.
+pub(crate) fn truncated_consts(dt: DType, lower: f64, upper: f64) -> [String; 4] {
+    truncated_bits(dt, lower, upper).map(|b| bits_literal(dt, b))
 }
