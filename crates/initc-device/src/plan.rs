@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use initc_ir::{DType, Module};
 use initc_shard::{Region, device_region};
-use initc_stablehlo::{Batched, LaunchData, ShardProg, Slot, shard_program};
+use initc_stablehlo::{Batched, LaunchData, Lowerer, ShardProg, Slot};
 use rayon::prelude::*;
 
 use crate::DeviceError;
@@ -98,12 +98,13 @@ impl DevicePlan {
         let mut index: HashMap<ShardProg, usize> = HashMap::new();
         let mut programs: Vec<Program> = Vec::new();
         let mut out = Vec::with_capacity(devices.len());
+        let lowerer = Lowerer::new(m);
         for &dev in devices {
             let emitted: Vec<_> = (0..m.params.len())
                 .into_par_iter()
                 .map(|p| {
                     let region = region_of(m, p, dev);
-                    shard_program(m, p, &region).map(|sp| (p, region, sp))
+                    lowerer.lower(p, &region).map(|sp| (p, region, sp))
                 })
                 .collect::<Result<_, _>>()?;
             let mut launches = Vec::with_capacity(emitted.len());

@@ -42,12 +42,36 @@ use crate::LowerError;
 use crate::rng::{fast_truncation_is_vacuous, truncated_bits, uniform_bits};
 use crate::text::elem;
 
-/// The program computing `region` of parameter `param`.
+/// The program computing `region` of parameter `param` ([`Lowerer::lower`]).
 pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
+    Lowerer::new(m).lower(param, region)
+}
+
+/// Lowers the shards of one module: what every lowering reads about the module is computed
+/// once, when it is made (a plan lowers every parameter once per device).
+pub struct Lowerer<'m> {
+    m: &'m Module,
+    /// Per node, whether its value depends on the seed.
+    seeded: Vec<bool>,
+}
+
+impl<'m> Lowerer<'m> {
+    pub fn new(m: &'m Module) -> Lowerer<'m> {
+        Lowerer { m, seeded: m.seed_dependent() }
+    }
+
+    /// The program computing `region` of parameter `param`, verified.
+    pub fn lower(&self, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
+        lower(self.m, &self.seeded, param, region)
+    }
+}
+
+fn lower(m: &Module, seeded: &[bool], param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
     let p = &m.params[param];
     let global = p.ty.shape.clone();
-    let lanes = packed_lanes(m, param, region);
-    let flat = computes_flat(m, param, region);
+    let cone = cone(m, p.value);
+    let lanes = packed_lanes(m, param, region, &cone);
+    let flat = computes_flat(m, param, region, &cone);
     let (counters, compute) = if flat {
         // one run of the row-major elements: counters are base + iota (groups stay whole:
         // packed_lanes only packs when the last dims and offsets are multiples of L)
@@ -68,7 +92,7 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         compute,
         lanes,
         fast: m.rng == initc_ir::RngMode::Fast,
-        seeded: m.seed_dependent(),
+        seeded,
         defs: Vec::new(),
         slots: vec![if lanes > 1 { Slot::GroupBase(lanes) } else { Slot::Base }],
         data: LaunchData::default(),
@@ -80,9 +104,9 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
         absorbed: None,
         pairs: HashMap::new(),
     };
-    let chain = if lanes > 1 { table_chain(m, p.value) } else { None };
+    let chain = if lanes > 1 { chain_of(m, seeded, p.value) } else { None };
     e.absorbed = chain.map(|(draw, _)| draw);
-    let nodes = if e.absorbed.is_some() { vec![p.value] } else { cone(m, p.value) };
+    let nodes = if e.absorbed.is_some() { vec![p.value] } else { cone };
     // Keys first, in node order: the slot layout then does not depend on whether a constant
     // was traced before or after the key (torchtitan's wq and wo share a program).
     // (With a table chain, `nodes` is the parameter alone and its key is the chain's draw's.)
@@ -136,7 +160,7 @@ pub fn shard_program(m: &Module, param: usize, region: &Region) -> Result<ShardP
 /// converted packs 2 lanes of the f32 draw into one 32-bit store), the `L` results fit one
 /// 64-bit word, and the last dimension of the array, of the shard and of the shard's offset are
 /// multiples of `L` (so no group straddles shards). Returns `L`, or 1 for the element-wise form.
-fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
+fn packed_lanes(m: &Module, param: usize, region: &Region, cone: &[Value]) -> u64 {
     let p = &m.params[param];
     let dt = p.ty.dtype;
     if m.rng != initc_ir::RngMode::Fast || p.ty.shape.is_empty() || dt == DType::Bool || dt == DType::Key || dt.size_bytes() > 4 {
@@ -144,7 +168,7 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
     }
     let width = 8 * dt.size_bytes() as u32;
     let mut lanes = None;
-    for v in cone(m, p.value) {
+    for &v in cone {
         let n = m.node(v);
         let l = match n.op {
             Op::RandomBits { width: w, .. } => initc_rng::fast_lanes(w.into()),
@@ -171,9 +195,9 @@ fn packed_lanes(m: &Module, param: usize, region: &Region) -> u64 {
 /// contiguous run of the parameter's row-major order (every dimension after the first one the
 /// shard splits is whole, every one before it has extent 1), the parameter has at least two
 /// dimensions and no node of its program reads per-dimension coordinates (`iota`).
-fn computes_flat(m: &Module, param: usize, region: &Region) -> bool {
+fn computes_flat(m: &Module, param: usize, region: &Region, cone: &[Value]) -> bool {
     let global = &m.params[param].ty.shape;
-    if global.len() < 2 || region.numel() == 0 || cone(m, m.params[param].value).iter().any(|&v| matches!(m.node(v).op, Op::Iota { .. })) {
+    if global.len() < 2 || region.numel() == 0 || cone.iter().any(|&v| matches!(m.node(v).op, Op::Iota { .. })) {
         return false;
     }
     match (0..global.len()).find(|&d| region.shape[d] != global[d]) {
@@ -202,7 +226,11 @@ pub enum ChainStep {
 /// the CPU engine's arithmetic, and the program has no arithmetic on a scalar (which XLA:GPU
 /// would run as a kernel of its own: a u32-to-u16 convert of the constant).
 pub fn table_chain(m: &Module, v: Value) -> Option<(Value, Vec<ChainStep>)> {
-    let seeded = m.seed_dependent();
+    chain_of(m, &m.seed_dependent(), v)
+}
+
+/// [`table_chain`] with the module's [`Module::seed_dependent`] nodes.
+fn chain_of(m: &Module, seeded: &[bool], v: Value) -> Option<(Value, Vec<ChainStep>)> {
     let shape = &m.ty(v).shape;
     let host = |u: Value| !seeded[u.index()] && m.ty(u).dtype == DType::BF16 && (m.ty(u).numel() == Some(1) || m.is_splat(u));
     let mut chain = Vec::new();
@@ -260,7 +288,7 @@ struct Lowering<'a> {
     /// Elements per group (1: element-wise program).
     lanes: u64,
     fast: bool,
-    seeded: Vec<bool>,
+    seeded: &'a [bool],
     defs: Vec<Def>,
     slots: Vec<Slot>,
     data: LaunchData,
@@ -361,7 +389,7 @@ impl Lowering<'_> {
     /// launch).
     fn bf16_table(&mut self, v: Value) -> Result<Id, LowerError> {
         let index = self.slots.iter().filter(|s| **s == Slot::Bf16Table).count();
-        let (draw, chain) = table_chain(self.m, v).unwrap_or((v, Vec::new()));
+        let (draw, chain) = chain_of(self.m, self.seeded, v).unwrap_or((v, Vec::new()));
         let draw = match self.m.node(draw).op {
             Op::Normal { .. } => TableDraw::Normal,
             Op::Uniform { min, max, .. } => TableDraw::Uniform { min, max },
@@ -472,8 +500,8 @@ impl Lowering<'_> {
             }
             Op::TruncatedNormal { .. } => draw(self, Draw::TruncatedNormal, consts)?,
             Op::RandomBits { width, .. } => draw(self, Draw::RandomBits(width), &[])?,
-            Op::Binary { op: BinaryOp::Mul, .. } if self.m.normal_times_constant(v, &self.seeded).is_some() => {
-                let (key, c) = self.m.normal_times_constant(v, &self.seeded).ok_or(LowerError::Internal("normal * c".into()))?;
+            Op::Binary { op: BinaryOp::Mul, .. } if self.m.normal_times_constant(v, self.seeded).is_some() => {
+                let (key, c) = self.m.normal_times_constant(v, self.seeded).ok_or(LowerError::Internal("normal * c".into()))?;
                 let key = self.key(key)?;
                 let e = self.def(Inst::Draw { draw: Draw::NormalErfInv, key, consts: Vec::new(), lane }, out.clone());
                 let s = self.scalar(DType::F32, HostValue::NormalFactor(c));

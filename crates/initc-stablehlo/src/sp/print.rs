@@ -190,25 +190,18 @@ impl Printer<'_> {
             Inst::Splat { x } => self.body.splat(&self.v(*x), &out),
             Inst::Reshape { x } | Inst::ToLocal { x } => self.body.op("stablehlo.reshape", &[&self.v(*x)], "", &out),
             Inst::Draw { draw, key, consts, lane } => {
-                self.funcs.lane = lane.map(|l| (l.lanes, l.lane));
-                let key = self.v(*key);
+                let (key, lane) = (self.v(*key), *lane);
                 let c: Vec<Val> = consts.iter().map(|&c| self.v(c)).collect();
                 let f = match draw {
-                    Draw::Uniform => self.funcs.uniform(ty.dtype, shape),
-                    Draw::Normal => self.funcs.normal(ty.dtype, shape),
-                    Draw::TruncatedNormal => self.funcs.truncated_normal(ty.dtype, shape),
-                    Draw::NormalErfInv => self.funcs.normal_erf_inv(ty.dtype, shape),
-                    Draw::RandomBits(w) => {
-                        let r = self.funcs.random_bits(&mut self.body, &key, *w, shape, &out);
-                        self.funcs.lane = None;
-                        return r;
-                    }
+                    Draw::Uniform => self.funcs.uniform(ty.dtype, shape, lane),
+                    Draw::Normal => self.funcs.normal(ty.dtype, shape, lane),
+                    Draw::TruncatedNormal => self.funcs.truncated_normal(ty.dtype, shape, lane),
+                    Draw::NormalErfInv => self.funcs.normal_erf_inv(ty.dtype, shape, lane),
+                    Draw::RandomBits(w) => return self.funcs.random_bits(&mut self.body, &key, *w, shape, &out, lane),
                 };
                 let mut args = vec![&key];
                 args.extend(c.iter());
-                let r = self.body.call(&f, &args, &[out]).remove(0);
-                self.funcs.lane = None;
-                r
+                self.body.call(&f, &args, &[out]).remove(0)
             }
             Inst::TableLookup { key, table } => {
                 let t = tensor(shape, "ui32");
