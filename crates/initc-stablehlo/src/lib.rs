@@ -10,6 +10,11 @@
 //!
 //! The text is assembled here and parsed, verified and printed by MLIR through melior
 //! (`mlir.rs`); melior has no StableHLO dialect, so its ops stay in generic form.
+//!
+//! Second boundary: [`sp`], the shard-program IR. [`Lowerer::lower`] (or [`shard_program`]) →
+//! [`ShardProgram`]: a verified [`ShardProg`] (what runs on one device for one parameter shard,
+//! equal for parameters that share an executable) and its [`LaunchData`] (the values behind its
+//! static-word slots); [`ShardProg::print`] and [`Batched::print`] are its only text.
 
 mod emit;
 #[cfg(feature = "mlir")]
