@@ -8,7 +8,7 @@
 //! executable exactly when their `ShardProg`s are equal, and deduplication hashes the structure.
 //!
 //! The pipeline, one step each:
-//! - [`lower`] (`lower.rs`): initc module + parameter + region → [`ShardProgram`] (a `ShardProg`
+//! - [`Lowerer::lower`] (`lower.rs`): initc module + parameter + region → [`ShardProgram`] (a `ShardProg`
 //!   and the launch's data), verified by [`verify`] before it is returned;
 //! - [`Batched`] (`print.rs`): `k` launches of one program per execute, their static words in
 //!   groups of `fuse` (a transform on the program, never on its text);
