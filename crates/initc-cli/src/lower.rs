@@ -58,8 +58,7 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
         PartitionerArg::Shardy => Partitioner::Shardy,
         PartitionerArg::Gspmd => Partitioner::Gspmd,
     };
-    let lowered = initc_stablehlo::lower(&m, &Options { partitioner })
-        .map_err(|e| CliError::Plain(format!("{e}{}", e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default())))?;
+    let lowered = initc_stablehlo::lower(&m, &Options { partitioner }).map_err(|e| CliError::hinted(&e, e.hint()))?;
     let bytecode = args.bytecode || args.output.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "mlirbc"));
     let bytes =
         if bytecode { lowered.bytecode() } else { lowered.text().map(String::into_bytes) }.map_err(|e| CliError::Plain(e.to_string()))?;
