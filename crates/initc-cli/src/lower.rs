@@ -32,7 +32,8 @@ pub struct LowerArgs {
     #[arg(long)]
     pub bytecode: bool,
     /// Instead of the SPMD module, write into directory DIR what `run --backend pjrt` executes:
-    /// the shard programs (`programs/E.mlir`, batched ones included), every execute's argument
+    /// the shard programs (`programs/E.mlir`, batched ones included, with their shard-program IR in
+    /// `programs/E.sp`), every execute's argument
     /// words (`statics/`, `tables/`, little-endian u32) and `manifest.json`, which lists per
     /// mesh device its executes and the shards they return. For oracles that run them on
     /// another backend (tools/oracle/test_shard_programs.py).
@@ -86,6 +87,7 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
     let mut programs = Vec::with_capacity(schedule.executables.len());
     for e in 0..schedule.executables.len() {
         programs.push(write(format!("programs/{e}.mlir"), schedule.executable_text(e).as_bytes())?);
+        write(format!("programs/{e}.sp"), schedule.executable_ir(e).as_bytes())?;
     }
     let mut out_devices = Vec::new();
     for (i, dl) in schedule.plan.devices.iter().enumerate() {

@@ -47,6 +47,14 @@ impl Schedule {
         initc_stablehlo::Batched::new(&self.plan.programs[p].ir, k, self.fuse).print()
     }
 
+    /// The shard-program IR of executable `e` (its text form, after a line saying how many
+    /// launches an execute runs and in which groups of shared static words).
+    pub fn executable_ir(&self, e: usize) -> String {
+        let (p, k) = self.executables[e];
+        let groups = initc_stablehlo::batch_groups(k, self.fuse);
+        format!("; {k} launch(es) per execute, static words in groups of {groups:?}\n{}", self.plan.programs[p].ir)
+    }
+
     /// A name for executable `e` in messages (its program's summary).
     pub fn executable_name(&self, e: usize) -> String {
         let (p, k) = self.executables[e];

@@ -158,3 +158,51 @@ fn filetests() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn the_verifier_names_what_is_wrong() {
+    use initc_stablehlo::sp::{Def, Id, Inst, Ty, VerifyError, verify};
+    let m = initc_ir::parse(
+        "module \"v\" seed=0\n%0 = seed : key\n%1 = normal %0 : f32[2,4]\nparam \"w\" : f32[2,4] = %1, axes=[embed,mlp], init=\"normal\"\n",
+    )
+    .unwrap();
+    let good = shard_program(&m, 0, &initc_shard::Region::full(&[2, 4])).unwrap().prog;
+    verify(&good).unwrap();
+    let draw = good.defs.iter().position(|d| matches!(d.inst, Inst::Draw { .. })).unwrap();
+    let key = good.defs.iter().position(|d| matches!(d.inst, Inst::Key { .. })).unwrap();
+
+    // an operand used before its definition
+    let mut p = good.clone();
+    p.defs.swap(key, draw);
+    if let Inst::Draw { key: k, .. } = &mut p.defs[key].inst {
+        *k = Id(draw as u32);
+    }
+    assert!(matches!(verify(&p), Err(VerifyError::UseBeforeDef { .. })), "{:?}", verify(&p));
+
+    // a key read from words that are no key slot
+    let mut p = good.clone();
+    p.defs[key].inst = Inst::Key { start: 0 };
+    assert!(matches!(verify(&p), Err(VerifyError::NotASlot { start: 0, expected: "key", .. })), "{:?}", verify(&p));
+
+    // a draw whose type is not the compute shape's
+    let mut p = good.clone();
+    p.defs[draw].ty = Ty::new(&[3], initc_ir::DType::F32);
+    assert!(matches!(verify(&p), Err(VerifyError::ResultType { .. })), "{:?}", verify(&p));
+
+    // a uniform draw without its two constants
+    let mut p = good.clone();
+    if let Inst::Draw { draw: d, .. } = &mut p.defs[draw].inst {
+        *d = initc_stablehlo::sp::Draw::Uniform;
+    }
+    assert!(matches!(verify(&p), Err(VerifyError::DrawArity { expected: 2, given: 0, .. })), "{:?}", verify(&p));
+
+    // a table that does not exist
+    let mut p = good.clone();
+    p.defs.push(Def { inst: Inst::Table { index: 0 }, ty: Ty::table() });
+    assert!(matches!(verify(&p), Err(VerifyError::NoSuchTable { index: 0, tables: 0, .. })), "{:?}", verify(&p));
+
+    // a result that is not the shard's type
+    let mut p = good.clone();
+    p.result = Id(key as u32);
+    assert!(matches!(verify(&p), Err(VerifyError::ResultType { .. })), "{:?}", verify(&p));
+}
