@@ -24,11 +24,8 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     let mesh_devices = crate::input::mesh_devices(args.device, m);
     let client = open(&args.plugin)?;
     let t_plan = Instant::now();
-    let mut mat =
-        Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch.map(|b| b as usize)).map_err(|e| {
-            let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
-            CliError::Plain(format!("{e}{hint}"))
-        })?;
+    let mut mat = Materializer::with_batch(m, client, &mesh_devices, &CompileOptions::portable(), args.batch.map(|b| b as usize))
+        .map_err(|e| CliError::hinted(&e, e.hint()))?;
     if let Some(t) = args.threads {
         mat.set_threads_per_device(t).map_err(|e| plain(&e))?;
     }

@@ -23,20 +23,35 @@ pub enum CliError {
         hint: Option<String>,
     },
     Plain(String),
+    /// A message without a source span and, where the library gives one, its hint.
+    Hinted {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl CliError {
+    /// A library error and its hint (e.g. `LowerError::hint`), rendered as every hint is: a
+    /// `hint:` note under the message.
+    pub fn hinted(e: &dyn std::fmt::Display, hint: Option<&str>) -> CliError {
+        CliError::Hinted { message: e.to_string(), hint: hint.map(str::to_string) }
+    }
+
     pub fn render(&self) {
+        let notes = |hint: &Option<String>| hint.iter().map(|h| format!("hint: {h}")).collect::<Vec<_>>();
         match self {
             CliError::Plain(msg) => {
                 let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("error: {msg}\n").as_bytes());
             }
+            CliError::Hinted { message, hint } => {
+                // the layout of a Source diagnostic's note, without a snippet
+                let notes: String = notes(hint).iter().map(|n| format!("  = {n}\n")).collect();
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("error: {message}\n{notes}").as_bytes());
+            }
             CliError::Source { path, source, span, message, hint } => {
                 let file = SimpleFile::new(path, source);
-                let mut d = Diagnostic::error().with_message(message).with_labels(vec![Label::primary((), span.clone())]);
-                if let Some(h) = hint {
-                    d = d.with_notes(vec![format!("hint: {h}")]);
-                }
+                let d =
+                    Diagnostic::error().with_message(message).with_labels(vec![Label::primary((), span.clone())]).with_notes(notes(hint));
                 let w = StandardStream::stderr(color_choice());
                 let _ = term::emit(&mut w.lock(), &term::Config::default(), &file, &d);
             }
@@ -158,9 +173,7 @@ impl Loaded {
         let report = match &self.toml {
             Some((path, source, spec)) => spec.apply(&mut m, mesh, rules, uneven, Some((path, source))).map_err(|e| match e {
                 ShardFailure::Config(e) => config_error(*e),
-                ShardFailure::Rules(e) => {
-                    CliError::Plain(format!("{e}{}", initc_frontend::shard_hint(&e).map(|h| format!("\n  hint: {h}")).unwrap_or_default()))
-                }
+                ShardFailure::Rules(e) => CliError::hinted(&e, initc_frontend::shard_hint(&e).as_deref()),
             })?,
             None if mesh.is_none() && rules.is_none() && uneven.is_none() => None,
             None => {

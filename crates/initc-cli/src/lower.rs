@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use initc_device::{DevicePlan, FUSE, le_bytes};
+use initc_device::Schedule;
 use initc_stablehlo::{Options, Partitioner};
 
 use crate::input::{CliError, ShardArgs, load_sharded, mesh_devices, write_output};
@@ -32,7 +32,8 @@ pub struct LowerArgs {
     #[arg(long)]
     pub bytecode: bool,
     /// Instead of the SPMD module, write into directory DIR what `run --backend pjrt` executes:
-    /// the shard programs (`programs/E.mlir`, batched ones included), every execute's argument
+    /// the shard programs (`programs/E.mlir`, batched ones included, with their shard-program IR in
+    /// `programs/E.sp`), every execute's argument
     /// words (`statics/`, `tables/`, little-endian u32) and `manifest.json`, which lists per
     /// mesh device its executes and the shards they return. For oracles that run them on
     /// another backend (tools/oracle/test_shard_programs.py).
@@ -58,8 +59,7 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
         PartitionerArg::Shardy => Partitioner::Shardy,
         PartitionerArg::Gspmd => Partitioner::Gspmd,
     };
-    let lowered = initc_stablehlo::lower(&m, &Options { partitioner })
-        .map_err(|e| CliError::Plain(format!("{e}{}", e.hint().map(|h| format!("\n  hint: {h}")).unwrap_or_default())))?;
+    let lowered = initc_stablehlo::lower(&m, &Options { partitioner }).map_err(|e| CliError::hinted(&e, e.hint()))?;
     let bytecode = args.bytecode || args.output.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "mlirbc"));
     let bytes =
         if bytecode { lowered.bytecode() } else { lowered.text().map(String::into_bytes) }.map_err(|e| CliError::Plain(e.to_string()))?;
@@ -71,8 +71,7 @@ pub fn run(args: &LowerArgs) -> Result<(), CliError> {
 fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<(), CliError> {
     let plain = |e: &dyn std::fmt::Display| CliError::Plain(e.to_string());
     let io = |what: &Path, e: std::io::Error| CliError::Plain(format!("cannot write {}: {e}", what.display()));
-    let plan = DevicePlan::new(m, &mesh_devices(args.device, m)).map_err(|e| plain(&e))?;
-    let (batches, wanted) = plan.batches(args.batch.map(|b| b as usize));
+    let schedule = Schedule::new(m, &mesh_devices(args.device, m), args.batch.map(|b| b as usize)).map_err(|e| plain(&e))?;
     let seed = args.seed.unwrap_or(m.seed);
     let ev = initc_cpu::Evaluator::new(m, seed);
     let staged = initc_cpu::publish::Staged::begin(dir, shard_programs_contents).map_err(|e| plain(&e))?;
@@ -85,23 +84,25 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
         std::io::Write::write_all(&mut &f, bytes).and_then(|()| f.sync_all()).map_err(|e| io(&path, e))?;
         Ok(rel)
     };
-    let mut programs = Vec::with_capacity(wanted.len());
-    for (e, &(p, k)) in wanted.iter().enumerate() {
-        let text = plan.executable_text(p, k).map_err(|e| plain(&e))?;
-        programs.push(write(format!("programs/{e}.mlir"), text.as_bytes())?);
+    let mut programs = Vec::with_capacity(schedule.executables.len());
+    for e in 0..schedule.executables.len() {
+        programs.push(write(format!("programs/{e}.mlir"), schedule.executable_text(e).as_bytes())?);
+        write(format!("programs/{e}.sp"), schedule.executable_ir(e).as_bytes())?;
     }
     let mut out_devices = Vec::new();
-    for (i, dl) in plan.devices.iter().enumerate() {
+    for (i, dl) in schedule.plan.devices.iter().enumerate() {
         let d = dl.mesh_device;
-        let (specs, uses) = initc_device::device_tables(m, &ev, dl);
-        let tables = specs
+        let args = schedule.tables(&ev, i);
+        let tables = args
+            .specs
             .iter()
             .enumerate()
-            .map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &le_bytes(&spec.build())))
+            .map(|(t, spec)| write(format!("tables/{d}-{t}.bin"), &le_bytes(&spec.build().map_err(|e| plain(&e))?)))
             .collect::<Result<Vec<_>, _>>()?;
+        let statics = schedule.statics(m, &ev, i).map_err(|e| plain(&e))?;
         let mut out_batches = Vec::new();
-        for (b, batch) in batches[i].iter().enumerate() {
-            let statics = initc_device::batch_statics(m, &ev, &plan, dl, batch, FUSE)
+        for (b, (batch, words)) in schedule.batches[i].iter().zip(&statics).enumerate() {
+            let statics = words
                 .iter()
                 .enumerate()
                 .map(|(g, w)| write(format!("statics/{d}-{b}-{g}.bin"), &le_bytes(w)))
@@ -109,20 +110,20 @@ fn shard_programs(m: &initc_ir::Module, args: &LowerArgs, dir: &Path) -> Result<
             let launches: Vec<_> = batch.launches.iter().map(|&k| {
                 let l = &dl.launches[k];
                 let p = &m.params[l.param];
-                serde_json::json!({"fqn": p.fqn, "offset": l.region.offset, "shape": l.region.shape, "dtype": p.ty.dtype.name(), "tables": uses[k].iter().map(|&t| &tables[t]).collect::<Vec<_>>()})
+                serde_json::json!({"fqn": p.fqn, "offset": l.region.offset, "shape": l.region.shape, "dtype": p.ty.dtype.name(), "tables": args.uses[k].iter().map(|&t| &tables[t]).collect::<Vec<_>>()})
             }).collect();
             out_batches.push(serde_json::json!({"program": programs[batch.executable], "statics": statics, "launches": launches}));
         }
         out_devices.push(serde_json::json!({"mesh_device": d, "batches": out_batches}));
     }
-    let manifest = serde_json::json!({"seed": seed, "fuse": FUSE, "devices": out_devices});
+    let manifest = serde_json::json!({"seed": seed, "fuse": schedule.fuse, "devices": out_devices});
     write("manifest.json".into(), serde_json::to_string_pretty(&manifest).map_err(|e| plain(&e))?.as_bytes())?;
     staged.commit().map_err(|e| plain(&e))?;
     eprintln!(
         "wrote {} programs and {} executes for {} device(s) to {}",
         programs.len(),
-        batches.iter().map(Vec::len).sum::<usize>(),
-        plan.devices.len(),
+        schedule.batches.iter().map(Vec::len).sum::<usize>(),
+        schedule.plan.devices.len(),
         dir.display()
     );
     Ok(())
@@ -136,4 +137,9 @@ fn shard_programs_contents(dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     Err("exists and is not a --shard-programs export (no manifest.json); give a new directory".into())
+}
+
+/// Words as the little-endian bytes of a `u32` buffer (what PJRT uploads).
+fn le_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }

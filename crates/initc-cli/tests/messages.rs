@@ -40,3 +40,18 @@ fn enum_errors_quote_the_value_and_list_the_choices() {
         assert!(err.contains(value) && err.contains(choices) && !err.contains("unrecognized"), "{file}: {err}");
     }
 }
+
+#[test]
+fn hints_are_notes_under_the_message_with_or_without_a_source_span() {
+    // a config error (with a snippet) and a sharding-rule error (without one): both end in a
+    // `  = hint: ...` note
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_initc")).args(args).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let spanned = run(&["trace", "tests/errors/heads_divide.toml"]);
+    assert!(spanned.contains("\n  = hint: torchtitan's head_dim"), "{spanned}");
+    let plain = run(&["lower", "examples/mlp.toml", "--mesh", "fsdp=4", "--rules", "fsdp"]);
+    assert!(plain.starts_with("error: built-in rule set `fsdp`") && plain.contains("\n  = hint: choose axis sizes"), "{plain}");
+}

@@ -12,8 +12,8 @@ use initc_pjrt::{Buffer, Client, CompileOptions, Executable};
 use initc_shard::Region;
 use initc_stablehlo::{Assembly, assembly_program};
 
-use crate::runtime::{Materializer, Shard};
 use crate::DeviceError;
+use crate::runtime::{Materializer, Shard};
 
 /// A parameter made from parts: their indices in the split module, and how they assemble.
 #[derive(Clone, Debug)]
@@ -22,9 +22,12 @@ pub struct Fused {
     pub assembly: Assembly,
 }
 
-/// The parts of `v` if it is `concat(xs)` or `reshape(concat(xs))`: each part's own value (a
-/// reshape's operand) with its shape, and its shape as concatenated.
-fn concat_parts(m: &Module, v: Value) -> Option<(Vec<(Value, Vec<u64>)>, u32, Vec<u64>)> {
+/// A concatenation's parts (each part's own value, a reshape's operand, and its shape as
+/// concatenated), its dimension and its result shape.
+type Concat = (Vec<(Value, Vec<u64>)>, u32, Vec<u64>);
+
+/// The [`Concat`] of `v` if it is `concat(xs)` or `reshape(concat(xs))`.
+fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
     let cat = match &m.node(v).op {
         Op::Reshape { x } if matches!(m.node(*x).op, Op::Concat { .. }) => *x,
         Op::Concat { .. } => v,
@@ -145,7 +148,8 @@ pub fn materialize_regions(
                     let e = *programs.entry(text.clone()).or_insert(next);
                     if e == next {
                         let program = format!("assemble `{}`", m.params[*p].fqn);
-                        executables.push(client.compile(text.as_bytes(), options).map_err(|source| DeviceError::Compile { program, source })?);
+                        executables
+                            .push(client.compile(text.as_bytes(), options).map_err(|source| DeviceError::Compile { program, source })?);
                     }
                     Some(e)
                 }
@@ -166,14 +170,24 @@ pub fn materialize_regions(
             let shard = match (s, exe) {
                 (From::Launch(k), _) => made[*k].take().ok_or_else(|| DeviceError::Internal("a shard was taken twice".into()))?,
                 (From::Parts(ks), Some(e)) => {
-                    let parts: Vec<Shard> = ks.iter().map(|&k| made[k].take().ok_or_else(|| DeviceError::Internal("a part was taken twice".into()))).collect::<Result<_, _>>()?;
+                    let parts: Vec<Shard> = ks
+                        .iter()
+                        .map(|&k| made[k].take().ok_or_else(|| DeviceError::Internal("a part was taken twice".into())))
+                        .collect::<Result<_, _>>()?;
                     let args: Vec<&Buffer> = parts.iter().map(|s| &s.buffer).collect();
                     let mut res = executables[*e].execute_on(&device, &args)?;
                     let buffer = res.pop().ok_or_else(|| DeviceError::Internal("an assembly program returned nothing".into()))?;
                     // The parts' buffers may be dropped now: PJRT frees them after the execute.
                     drop(parts);
                     let param = &m.params[*p];
-                    Shard { param: *p, fqn: param.fqn.clone(), offset: region.offset.clone(), shape: region.shape.clone(), dtype: param.ty.dtype, buffer }
+                    Shard {
+                        param: *p,
+                        fqn: param.fqn.clone(),
+                        offset: region.offset.clone(),
+                        shape: region.shape.clone(),
+                        dtype: param.ty.dtype,
+                        buffer,
+                    }
                 }
                 (From::Parts(..), None) => return Err(DeviceError::Internal("an assembled shard has no program".into())),
             };

@@ -8,7 +8,7 @@
 //! Design: instead of one SPMD program for the whole model (whose XLA compile time grows with
 //! the number of layers: about 0.85 s per Llama-8B layer on XLA:CPU, see the compile-cost curve
 //! in the README), every parameter shard runs a small single-device program
-//! ([`initc_stablehlo::shard_program`]) that takes the shard's counter offsets, keys and
+//! ([`initc_stablehlo::shard_program`], printed from its [`initc_stablehlo::ShardProg`]) that takes the shard's counter offsets, keys and
 //! scalars as a runtime word vector. Identical layers share executables, mesh devices are
 //! planned independently (init needs no communication, so no collective can appear), and one
 //! device of a 256-device mesh can be materialized alone.
@@ -17,12 +17,14 @@ mod fused;
 mod pack;
 mod plan;
 mod runtime;
+mod schedule;
 mod verify;
 
 pub use fused::{Fused, RegionRun, materialize_regions, split_fused};
-pub use pack::{ChainOp, TableSpec, batch_statics, device_tables, draw_key, le_bytes, pack_static, table_specs};
+pub use pack::{ChainOp, TableSpec, pack_static, table_specs};
 pub use plan::{Batch, DeviceLaunches, DevicePlan, FUSE, Launch, Program, region_of};
 pub use runtime::{DEFAULT_THREADS, DeviceShards, ExecuteSpan, MAX_BATCH, Materialized, Materializer, Shard, assign, element_type};
+pub use schedule::{Schedule, TableArgs};
 pub use verify::{F32_SCALE_TOLERANCE, F32_ULPS, ShardCheck, to_host, verify};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,10 @@ pub enum DeviceError {
     BadRegion { fqn: String, offset: Vec<u64>, shape: Vec<u64>, global: Vec<u64> },
     #[error("PJRT device index {index} does not exist (the plugin has {available})")]
     NoSuchDevice { index: usize, available: usize },
+    #[error("parameter `{fqn}`: its launch has no {what} for its program's slots")]
+    LaunchData { fqn: String, what: String },
+    #[error("the table of a {draw:?} draw: its chain of bf16 ops did not compute bf16 values")]
+    TableChain { draw: initc_stablehlo::TableDraw },
     #[error("internal error: {0}")]
     Internal(String),
 }

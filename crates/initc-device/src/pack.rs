@@ -1,18 +1,18 @@
-//! The static words of a launch (see `initc_stablehlo::shard_program`): the shard's counter
-//! base and offsets, host-folded scalars, and its keys with their threefry key schedules,
-//! packed once per loaded model and seed.
+//! The arguments of a launch (see `initc_stablehlo::sp`): its static words (the shard's counter
+//! base and offsets, host-folded scalars, and its keys with their threefry key schedules) and
+//! its pair tables, computed from the launch's [`initc_stablehlo::LaunchData`] once per loaded
+//! model and seed.
 
 use initc_cpu::{Buf, Evaluator, Idx};
-use initc_ir::{BinaryOp, Module, UnaryOp};
-use initc_rng::{Half, HalfDraw};
-use initc_stablehlo::{ChainStep, HostValue, Slot};
+use initc_ir::{BinaryOp, UnaryOp};
+use initc_rng::Half;
+use initc_stablehlo::{ChainStep, HostValue, Slot, TableDef, TableDraw};
 
-use std::collections::HashMap;
-
-use crate::plan::{Batch, DeviceLaunches, DevicePlan, Launch, Program};
+use crate::DeviceError;
+use crate::plan::{Launch, Program};
 
 /// Words as the little-endian bytes of a `u32` buffer.
-pub fn le_bytes(words: &[u32]) -> Vec<u8> {
+pub(crate) fn le_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
@@ -21,41 +21,26 @@ fn push_u64(out: &mut Vec<u32>, x: u64) {
     out.push(x as u32);
 }
 
+/// The bits of seed-independent node `v`'s first element (in the low bits of the u64).
+fn first_bits(ev: &Evaluator, v: initc_ir::Value) -> u64 {
+    let mut bytes = Vec::with_capacity(8);
+    ev.eval(v, &Idx::Run { start: 0, len: 1 }).append_le_bytes(&mut bytes);
+    let mut word = [0u8; 8];
+    for (w, b) in word.iter_mut().zip(&bytes) {
+        *w = *b;
+    }
+    u64::from_le_bytes(word)
+}
+
 /// The bits of a host value (in the low bits of the u64).
-fn bits(ev: &Evaluator, v: &HostValue) -> u64 {
-    let first = |x| {
-        let mut bytes = Vec::with_capacity(8);
-        ev.eval(x, &Idx::Run { start: 0, len: 1 }).append_le_bytes(&mut bytes);
-        bytes.resize(8, 0);
-        u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
-    };
-    match v {
-        HostValue::Bits(b) => *b,
-        HostValue::Scalar(x) => first(*x),
-        HostValue::Bf16Table(_) => 0, // an argument of its own: `table_draws`
+fn host_bits(ev: &Evaluator, v: &HostValue) -> u64 {
+    match *v {
+        HostValue::Bits(b) => b,
+        HostValue::Scalar(x) => first_bits(ev, x),
         HostValue::NormalFactor(c) => {
-            let c = f32::from_bits(first(*c) as u32);
+            let c = f32::from_bits(first_bits(ev, c) as u32);
             (initc_rng::SQRT2_F32 * c).to_bits().into()
         }
-    }
-}
-
-/// The bf16 draw of the random op at `v` (its table: [`initc_rng::bf16_pair_table`]).
-fn bf16_draw(m: &Module, v: initc_ir::Value) -> HalfDraw {
-    match m.node(v).op {
-        initc_ir::Op::Uniform { min, max, .. } => HalfDraw::Uniform { min: min.get(), max: max.get() },
-        initc_ir::Op::TruncatedNormal { lower, upper, .. } => HalfDraw::TruncatedNormal { lower: lower.get(), upper: upper.get() },
-        _ => HalfDraw::Normal,
-    }
-}
-
-/// Which draws share one table: the kind and the bits of the bounds (bit-equal bounds give
-/// equal tables).
-pub fn draw_key(d: &HalfDraw) -> (u8, u64, u64) {
-    match *d {
-        HalfDraw::Normal => (0, 0, 0),
-        HalfDraw::Uniform { min, max } => (1, min.to_bits(), max.to_bits()),
-        HalfDraw::TruncatedNormal { lower, upper } => (2, lower.to_bits(), upper.to_bits()),
     }
 }
 
@@ -67,34 +52,40 @@ pub enum ChainOp {
     Binary { op: BinaryOp, constant: u16, constant_first: bool },
 }
 
-/// What one table argument holds: a bf16 draw's pair table ([`initc_rng::bf16_pair_table`])
-/// with a chain of element-wise ops applied to both of each entry's values. Equal specs give
-/// equal tables, so a runtime builds and uploads each distinct one once per device.
+/// What one table argument holds, with its constants evaluated: a bf16 draw's pair table
+/// ([`initc_rng::bf16_pair_table`]) with a chain of element-wise ops applied to both of each
+/// entry's values. Equal specs give equal tables, so a runtime builds and uploads each distinct
+/// one once per device.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TableSpec {
-    /// [`draw_key`] of the draw.
-    pub draw: (u8, u64, u64),
+    pub draw: TableDraw,
     pub ops: Vec<ChainOp>,
 }
 
 impl TableSpec {
-    pub fn draw(&self) -> HalfDraw {
-        let (kind, a, b) = self.draw;
-        match kind {
-            1 => HalfDraw::Uniform { min: f64::from_bits(a), max: f64::from_bits(b) },
-            2 => HalfDraw::TruncatedNormal { lower: f64::from_bits(a), upper: f64::from_bits(b) },
-            _ => HalfDraw::Normal,
-        }
+    /// A [`TableDef`] with the values of its chain's constants.
+    pub fn new(ev: &Evaluator, def: &TableDef) -> TableSpec {
+        let ops = def
+            .chain
+            .iter()
+            .map(|step| match *step {
+                ChainStep::Unary(op) => ChainOp::Unary(op),
+                ChainStep::Binary { op, constant, constant_first } => {
+                    ChainOp::Binary { op, constant: first_bits(ev, constant) as u16, constant_first }
+                }
+            })
+            .collect();
+        TableSpec { draw: def.draw, ops }
     }
 
     /// The table: each value goes through the chain with the CPU engine's bf16 arithmetic
     /// (computed in f32, rounded after every op, as XLA does).
-    pub fn build(&self) -> Vec<u32> {
-        let pairs = initc_rng::bf16_pair_table(self.draw());
+    pub fn build(&self) -> Result<Vec<u32>, DeviceError> {
+        let pairs = initc_rng::bf16_pair_table(self.draw.half_draw());
         if self.ops.is_empty() {
-            return pairs;
+            return Ok(pairs);
         }
-        let lane = |shift: u32| {
+        let lane = |shift: u32| -> Result<Vec<u16>, DeviceError> {
             let mut x = Buf::Half(Half::BF16, pairs.iter().map(|&p| (p >> shift) as u16).collect());
             for op in &self.ops {
                 x = match *op {
@@ -106,114 +97,46 @@ impl TableSpec {
                 };
             }
             match x {
-                Buf::Half(_, v) => v,
-                _ => vec![0; pairs.len()],
+                Buf::Half(Half::BF16, v) => Ok(v),
+                _ => Err(DeviceError::TableChain { draw: self.draw }),
             }
         };
-        let (lo, hi) = (lane(0), lane(16));
-        lo.iter().zip(&hi).map(|(&l, &h)| u32::from(l) | (u32::from(h) << 16)).collect()
+        let (lo, hi) = (lane(0)?, lane(16)?);
+        Ok(lo.iter().zip(&hi).map(|(&l, &h)| u32::from(l) | (u32::from(h) << 16)).collect())
     }
 }
 
 /// The tables of `launch`'s table arguments (its [`Slot::Bf16Table`]s, in order): arguments
 /// 1, 2, ...
-pub fn table_specs(m: &Module, ev: &Evaluator, launch: &Launch) -> Vec<TableSpec> {
-    launch
-        .values
-        .iter()
-        .filter_map(|v| match v {
-            HostValue::Bf16Table(t) => Some(table_spec(m, ev, *t)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn table_spec(m: &Module, ev: &Evaluator, v: initc_ir::Value) -> TableSpec {
-    let Some((draw, chain)) = initc_stablehlo::table_chain(m, v) else {
-        return TableSpec { draw: draw_key(&bf16_draw(m, v)), ops: Vec::new() };
-    };
-    let ops = chain
-        .iter()
-        .map(|step| match *step {
-            ChainStep::Unary(op) => ChainOp::Unary(op),
-            ChainStep::Binary { op, constant, constant_first } => {
-                ChainOp::Binary { op, constant: bits(ev, &HostValue::Scalar(constant)) as u16, constant_first }
-            }
-        })
-        .collect();
-    TableSpec { draw: draw_key(&bf16_draw(m, draw)), ops }
+pub fn table_specs(ev: &Evaluator, launch: &Launch) -> Vec<TableSpec> {
+    launch.data.tables.iter().map(|t| TableSpec::new(ev, t)).collect()
 }
 
 /// The static words of `launch` (of `program`) for the evaluator's seed (only the
 /// [`Slot::Key`] words depend on it).
-pub fn pack_static(m: &Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Vec<u32> {
+pub fn pack_static(m: &initc_ir::Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Result<Vec<u32>, DeviceError> {
     let global = &m.params[launch.param].ty.shape;
     let strides = initc_cpu::strides(global);
     let base: u64 = launch.region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
-    let mut out = Vec::with_capacity(program.words());
-    let mut values = launch.values.iter();
-    for slot in &program.slots {
+    let mut out = Vec::with_capacity(program.ir.words());
+    let mut values = launch.data.values.iter();
+    let missing = |what: String| DeviceError::LaunchData { fqn: m.params[launch.param].fqn.clone(), what };
+    for slot in &program.ir.slots {
         match *slot {
             Slot::Base => push_u64(&mut out, base),
             Slot::GroupBase(lanes) => push_u64(&mut out, base / lanes),
-            Slot::Offset(d) => push_u64(&mut out, launch.region.offset[d]),
+            Slot::Offset(d) => push_u64(&mut out, *launch.region.offset.get(d).ok_or_else(|| missing(format!("an offset in dim {d}")))?),
             Slot::Key(i) => {
-                let [k0, k1] = launch.dyn_keys.get(i).map_or([0, 0], |&k| ev.key(k));
+                let &k = launch.data.keys.get(i).ok_or_else(|| missing(format!("key {i}")))?;
+                let [k0, k1] = ev.key(k);
                 out.extend([k0, k1, k0 ^ k1 ^ initc_rng::THREEFRY_PARITY]);
             }
-            Slot::Bf16Table => {
-                values.next(); // an argument of its own: `table_draws`
-            }
+            Slot::Bf16Table => {} // an argument of its own: `table_specs`
             Slot::Scalar(dt) => {
-                let b = values.next().map_or(0, |v| bits(ev, v));
+                let b = host_bits(ev, values.next().ok_or_else(|| missing(format!("the value of a {} scalar", dt.name())))?);
                 if dt.size_bytes() == 8 { push_u64(&mut out, b) } else { out.push(b as u32) }
             }
         }
     }
-    out
-}
-
-/// The static words of `batch` (launches of device `dl`) for the evaluator's seed: one vector per
-/// group of `fuse` launches, each launch's words one after the other (the arguments of
-/// `initc_stablehlo::batched_program`; one vector for a single launch).
-pub fn batch_statics(m: &Module, ev: &Evaluator, plan: &DevicePlan, dl: &DeviceLaunches, batch: &Batch, fuse: usize) -> Vec<Vec<u32>> {
-    batch
-        .launches
-        .chunks(fuse.max(1))
-        .map(|group| {
-            group
-                .iter()
-                .flat_map(|&k| {
-                    let l = &dl.launches[k];
-                    pack_static(m, ev, &plan.programs[l.program], l)
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// A device's table arguments: each distinct [`TableSpec`] once, and per launch the indices
-/// of its tables (its arguments after the static words, in order; none for empty shards).
-pub fn device_tables(m: &Module, ev: &Evaluator, dl: &DeviceLaunches) -> (Vec<TableSpec>, Vec<Vec<usize>>) {
-    let mut specs: Vec<TableSpec> = Vec::new();
-    let mut index: HashMap<TableSpec, usize> = HashMap::new();
-    let uses = dl
-        .launches
-        .iter()
-        .map(|l| {
-            if l.region.numel() == 0 {
-                return Vec::new();
-            }
-            table_specs(m, ev, l)
-                .into_iter()
-                .map(|spec| {
-                    *index.entry(spec.clone()).or_insert_with(|| {
-                        specs.push(spec);
-                        specs.len() - 1
-                    })
-                })
-                .collect()
-        })
-        .collect();
-    (specs, uses)
+    Ok(out)
 }

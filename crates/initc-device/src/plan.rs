@@ -4,20 +4,21 @@ use std::collections::HashMap;
 
 use initc_ir::{DType, Module};
 use initc_shard::{Region, device_region};
-use initc_stablehlo::{HostValue, Slot, shard_program};
+use initc_stablehlo::{Batched, LaunchData, Lowerer, ShardProg, Slot};
 use rayon::prelude::*;
 
 use crate::DeviceError;
 
 /// Launches of a batch that share one static-word vector, so that XLA fuses them into one
-/// kernel ([`initc_stablehlo::batched_program`]).
+/// kernel ([`initc_stablehlo::Batched`]).
 pub const FUSE: usize = 4;
 
 /// A distinct shard program (compiled once, launched for every shard that uses it).
 #[derive(Clone, Debug)]
 pub struct Program {
+    pub ir: ShardProg,
+    /// `ir`'s StableHLO text.
     pub text: String,
-    pub slots: Vec<Slot>,
     pub shape: Vec<u64>,
     pub dtype: DType,
     pub summary: String,
@@ -27,7 +28,7 @@ pub struct Program {
 
 impl Program {
     pub fn words(&self) -> usize {
-        self.slots.iter().map(|s| s.words()).sum()
+        self.ir.words()
     }
 
     /// How many of its launches one execute runs by default: 16 for table programs (fast-mode
@@ -38,9 +39,9 @@ impl Program {
     /// grows with its size (16 launches of an 8B f32 program: 3.5 s, of a bf16 table program:
     /// 1.9 s; the target is 3 s).
     pub fn default_batch(&self) -> usize {
-        if !self.slots.iter().any(|s| matches!(s, Slot::Key(_))) {
+        if !self.ir.slots.iter().any(|s| matches!(s, Slot::Key(_))) {
             crate::MAX_BATCH
-        } else if self.slots.contains(&Slot::Bf16Table) {
+        } else if self.ir.slots.contains(&Slot::Bf16Table) {
             16
         } else {
             8
@@ -59,9 +60,8 @@ pub struct Launch {
     pub param: usize,
     pub program: usize,
     pub region: Region,
-    pub values: Vec<HostValue>,
-    /// The keys the host computes for it, in its program's [`Slot::Key`] order.
-    pub dyn_keys: Vec<initc_ir::Value>,
+    /// The values behind its program's slots.
+    pub data: LaunchData,
 }
 
 /// The launches of one mesh device, in parameter order.
@@ -88,8 +88,7 @@ pub fn region_of(m: &Module, p: usize, dev: u64) -> Region {
 }
 
 impl DevicePlan {
-    /// Plans mesh devices `devices` (each must exist in the module's mesh): each holds its
-    /// region of every parameter.
+    /// Plans mesh devices `devices` (each must exist in the module's mesh).
     pub fn new(m: &Module, devices: &[u64]) -> Result<DevicePlan, DeviceError> {
         let n = m.mesh.as_ref().map_or(1, |mesh| mesh.devices());
         if let Some(&d) = devices.iter().find(|&&d| d >= n) {
@@ -111,36 +110,45 @@ impl DevicePlan {
                 && r.shape.len() == global.len()
                 && r.offset.iter().zip(&r.shape).zip(global).all(|((&o, &n), &g)| o.checked_add(n).is_some_and(|end| end <= g));
             if !fits {
-                return Err(DeviceError::BadRegion { fqn: param.fqn.clone(), offset: r.offset.clone(), shape: r.shape.clone(), global: global.clone() });
+                return Err(DeviceError::BadRegion {
+                    fqn: param.fqn.clone(),
+                    offset: r.offset.clone(),
+                    shape: r.shape.clone(),
+                    global: global.clone(),
+                });
             }
         }
         Self::plan(m, requests.into_iter().enumerate().map(|(i, r)| (i as u64, r)).collect())
     }
 
     fn plan(m: &Module, wanted: Vec<(u64, Vec<(usize, Region)>)>) -> Result<DevicePlan, DeviceError> {
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Programs are shared by structure: equal programs print equal text.
+        let mut index: HashMap<ShardProg, usize> = HashMap::new();
         let mut programs: Vec<Program> = Vec::new();
         let mut out = Vec::with_capacity(wanted.len());
+        let lowerer = Lowerer::new(m);
         for (dev, regions) in wanted {
-            let emitted: Vec<_> = regions
-                .into_par_iter()
-                .map(|(p, region)| shard_program(m, p, &region).map(|sp| (p, region, sp)))
-                .collect::<Result<_, _>>()?;
+            let emitted: Vec<_> =
+                regions.into_par_iter().map(|(p, region)| lowerer.lower(p, &region).map(|sp| (p, region, sp))).collect::<Result<_, _>>()?;
             let mut launches = Vec::with_capacity(emitted.len());
             for (param, region, sp) in emitted {
-                let program = *index.entry(sp.text.clone()).or_insert_with(|| {
-                    programs.push(Program {
-                        text: sp.text,
-                        slots: sp.slots,
-                        shape: sp.shape,
-                        dtype: sp.dtype,
-                        summary: sp.summary,
-                        launches: 0,
-                    });
-                    programs.len() - 1
-                });
+                let program = match index.get(&sp.prog) {
+                    Some(&p) => p,
+                    None => {
+                        index.insert(sp.prog.clone(), programs.len());
+                        programs.push(Program {
+                            text: sp.prog.print(),
+                            shape: sp.prog.shape.clone(),
+                            dtype: sp.prog.dtype,
+                            ir: sp.prog,
+                            summary: sp.summary,
+                            launches: 0,
+                        });
+                        programs.len() - 1
+                    }
+                };
                 programs[program].launches += 1;
-                launches.push(Launch { param, program, region, values: sp.values, dyn_keys: sp.dyn_keys });
+                launches.push(Launch { param, program, region, data: sp.data });
             }
             out.push(DeviceLaunches { mesh_device: dev, launches });
         }
@@ -161,7 +169,7 @@ impl DevicePlan {
     /// Groups each device's non-empty launches by program into batches of at most `max_batch`
     /// (default: [`Program::default_batch`]) launches (one execute each), most bytes first;
     /// returns them and the executables they need, `(program, launches per execute)` in the
-    /// order of [`Batch::executable`] (`k > 1`: `initc_stablehlo::batched_program`).
+    /// order of [`Batch::executable`] (`k > 1`: [`Batched`]).
     ///
     /// Most bytes first: if the host spends a fixed time `c` per execute and the device `w_j`
     /// on batch `j`, the device finishes at `max_k (k c + sum_{j >= k} w_j)`, which this order
@@ -200,12 +208,8 @@ impl DevicePlan {
 
 impl DevicePlan {
     /// The text of the executable running `k` launches of program `p` per execute: the program
-    /// itself, or for `k > 1` [`initc_stablehlo::batched_program`] with groups of [`FUSE`].
-    pub fn executable_text(&self, p: usize, k: usize) -> Result<String, DeviceError> {
-        let text = &self.programs[p].text;
-        if k == 1 {
-            return Ok(text.clone());
-        }
-        initc_stablehlo::batched_program(text, k, FUSE).map_err(|e| DeviceError::Internal(e.to_string()))
+    /// itself, or for `k > 1` the [`Batched`] program with groups of [`FUSE`].
+    pub fn executable_text(&self, p: usize, k: usize) -> String {
+        Batched::new(&self.programs[p].ir, k, FUSE).print()
     }
 }

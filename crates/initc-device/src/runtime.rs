@@ -10,7 +10,8 @@ use initc_ir::{DType, Module};
 use initc_pjrt::{Buffer, Client, CompileOptions, Device, ElementType, Executable};
 use rayon::prelude::*;
 
-use crate::plan::{Batch, DeviceLaunches, DevicePlan, FUSE};
+use crate::plan::{Batch, DevicePlan};
+use crate::schedule::Schedule;
 use crate::{DeviceError, pack};
 
 /// One parameter shard living on a device.
@@ -87,7 +88,7 @@ pub struct Materializer<'m> {
     workers: Vec<Vec<Worker>>,
     m: &'m Module,
     client: Client,
-    plan: DevicePlan,
+    schedule: Schedule,
     /// PJRT device (index into `client.devices()`) of each planned device.
     targets: Vec<usize>,
     /// How many executables run several launches.
@@ -118,28 +119,24 @@ pub fn assign(m: &Module, mesh_devices: &[u64], available: usize) -> Result<Vec<
     Ok(mesh_devices.iter().map(|&d| d as usize).collect())
 }
 
-/// One device's static words: per batch, one buffer per group of [`FUSE`] launches (their
-/// words one after the other: [`initc_stablehlo::batched_program`]), packed for `seed`.
+/// One device's static words: per batch, one buffer per group of [`crate::FUSE`] launches
+/// (their words one after the other: [`initc_stablehlo::Batched`]), packed for `seed`.
 struct Statics {
     seed: u64,
     buffers: Vec<Vec<Buffer>>,
 }
 
-/// Packs and starts uploading the static words of a device's batches for the evaluator's seed.
+/// Starts uploading the static words of a device's batches ([`Schedule::statics`]).
 fn upload_statics(
     client: &Client,
     device: &Device,
-    m: &Module,
-    ev: &Evaluator,
-    plan: &DevicePlan,
-    dl: &DeviceLaunches,
-    batches: &[Batch],
+    statics: Vec<Vec<Vec<u32>>>,
 ) -> Result<(Vec<Vec<Buffer>>, Vec<initc_pjrt::Upload>), DeviceError> {
-    let mut bufs = Vec::with_capacity(batches.len());
-    let mut pending = Vec::with_capacity(batches.len());
-    for b in batches {
+    let mut bufs = Vec::with_capacity(statics.len());
+    let mut pending = Vec::with_capacity(statics.len());
+    for batch in statics {
         let mut group = Vec::new();
-        for words in pack::batch_statics(m, ev, plan, dl, b, FUSE) {
+        for words in batch {
             let (buf, up) = upload_words_async(client, device, &words)?;
             group.push(buf);
             pending.push(up);
@@ -160,7 +157,7 @@ struct DeviceState {
     /// Static words of every batch, for the seed they hold keys of (read by the enqueue
     /// threads at once, replaced between runs).
     statics: RwLock<Statics>,
-    /// Table arguments (`pack::table_specs`), each distinct table once.
+    /// Table arguments ([`Schedule::tables`]), each distinct table once.
     tables: DeviceTables,
     /// Per launch, its shard's description.
     shards: Vec<ShardMeta>,
@@ -309,8 +306,8 @@ impl<'m> Materializer<'m> {
         max_batch: Option<usize>,
     ) -> Result<Materializer<'m>, DeviceError> {
         let targets = assign(m, mesh_devices, client.devices().len())?;
-        let plan = DevicePlan::new(m, mesh_devices)?;
-        Self::build(m, client, plan, targets, options, max_batch)
+        let schedule = Schedule::new(m, mesh_devices, max_batch)?;
+        Self::build(m, client, schedule, targets, options)
     }
 
     /// Compiles explicit shards ([`DevicePlan::for_regions`]): `requests[i]` lists the
@@ -332,20 +329,18 @@ impl<'m> Materializer<'m> {
         if targets.len() != requests.len() {
             return Err(DeviceError::Internal(format!("{} targets for {} request lists", targets.len(), requests.len())));
         }
-        let plan = DevicePlan::for_regions(m, requests)?;
-        Self::build(m, client, plan, targets, options, max_batch)
+        let schedule = Schedule::for_plan(DevicePlan::for_regions(m, requests)?, max_batch);
+        Self::build(m, client, schedule, targets, options)
     }
 
     fn build(
         m: &'m Module,
         client: Client,
-        plan: DevicePlan,
+        schedule: Schedule,
         targets: Vec<usize>,
         options: &CompileOptions,
-        max_batch: Option<usize>,
     ) -> Result<Materializer<'m>, DeviceError> {
         let t0 = Instant::now();
-        let (batches, wanted) = plan.batches(max_batch);
         // A client's first transfer to a device sets up its memory (1.5-2 s on an H200, most of
         // what loading took): done here, on a thread per device, while XLA compiles.
         let (executables, first) = std::thread::scope(|s| {
@@ -362,7 +357,7 @@ impl<'m> Materializer<'m> {
                     })
                 })
                 .collect();
-            let executables = compile_all(&client, &plan, &wanted, options);
+            let executables = compile_all(&client, &schedule, options);
             let first = warm
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|_| Err(DeviceError::Internal("an upload thread panicked".into()))))
@@ -370,29 +365,25 @@ impl<'m> Materializer<'m> {
             (executables, first)
         });
         let (executables, first_upload) = (executables?, first?.into_iter().max().unwrap_or_default());
-        let batched = wanted.iter().filter(|w| w.1 > 1).count();
+        let batched = schedule.executables.iter().filter(|w| w.1 > 1).count();
         let compile_time = t0.elapsed();
         let t1 = Instant::now();
         let ev = Evaluator::new(m, m.seed);
         // Static words, one thread per device (uploads to different devices overlap).
         let loaded = std::thread::scope(|s| {
-            let handles: Vec<_> = plan
-                .devices
-                .iter()
-                .enumerate()
-                .map(|(i, dl)| {
-                    let (client, plan, ev, device) = (&client, &plan, &ev, &client.devices()[targets[i]]);
-                    let batches = &batches;
+            let handles: Vec<_> = (0..schedule.plan.devices.len())
+                .map(|i| {
+                    let (client, schedule, ev, device) = (&client, &schedule, &ev, &client.devices()[targets[i]]);
                     s.spawn(move || -> Result<(Vec<Vec<Buffer>>, DeviceTables), DeviceError> {
-                        let (specs, uses) = pack::device_tables(m, ev, dl);
-                        let mut tables = DeviceTables { buffers: Vec::with_capacity(specs.len()), uses };
-                        let mut pending = Vec::with_capacity(specs.len());
-                        for spec in &specs {
-                            let (buf, up) = upload_words_async(client, device, &spec.build())?;
+                        let args = schedule.tables(ev, i);
+                        let mut tables = DeviceTables { buffers: Vec::with_capacity(args.specs.len()), uses: args.uses };
+                        let mut pending = Vec::with_capacity(args.specs.len());
+                        for spec in &args.specs {
+                            let (buf, up) = upload_words_async(client, device, &spec.build()?)?;
                             tables.buffers.push(buf);
                             pending.push(up);
                         }
-                        let (bufs, more) = upload_statics(client, device, m, ev, plan, dl, &batches[i])?;
+                        let (bufs, more) = upload_statics(client, device, schedule.statics(m, ev, i)?)?;
                         for up in pending.into_iter().chain(more) {
                             up.wait()?;
                         }
@@ -408,7 +399,7 @@ impl<'m> Materializer<'m> {
         let executables = Arc::new(executables);
         let states: Vec<Arc<DeviceState>> = loaded
             .into_iter()
-            .zip(batches)
+            .zip(schedule.batches.iter().cloned())
             .enumerate()
             .map(|(i, ((buffers, tables), batches))| {
                 Arc::new(DeviceState {
@@ -417,7 +408,7 @@ impl<'m> Materializer<'m> {
                     batches,
                     statics: RwLock::new(Statics { seed: m.seed, buffers }),
                     tables,
-                    shards: plan.devices[i]
+                    shards: schedule.plan.devices[i]
                         .launches
                         .iter()
                         .map(|l| {
@@ -439,7 +430,7 @@ impl<'m> Materializer<'m> {
             workers: Vec::new(),
             m,
             client,
-            plan,
+            schedule,
             targets,
             batched,
             states,
@@ -474,7 +465,7 @@ impl<'m> Materializer<'m> {
     }
 
     pub fn plan(&self) -> &DevicePlan {
-        &self.plan
+        &self.schedule.plan
     }
 
     pub fn client(&self) -> &Client {
@@ -496,10 +487,10 @@ impl<'m> Materializer<'m> {
         let mut reseeded = Vec::new();
         if self.states.iter().any(|st| st.statics.read().is_ok_and(|s| s.seed != seed)) {
             let ev = Evaluator::new(self.m, seed);
-            for (st, dl) in self.states.iter().zip(&self.plan.devices) {
+            for (i, st) in self.states.iter().enumerate() {
                 let mut statics = st.statics.write().map_err(|_| DeviceError::Internal("a run panicked".into()))?;
                 if statics.seed != seed {
-                    let (buffers, pending) = upload_statics(&self.client, &st.device, self.m, &ev, &self.plan, dl, &st.batches)?;
+                    let (buffers, pending) = upload_statics(&self.client, &st.device, self.schedule.statics(self.m, &ev, i)?)?;
                     *statics = Statics { seed, buffers };
                     reseeded.extend(pending);
                 }
@@ -563,7 +554,7 @@ impl<'m> Materializer<'m> {
             .collect::<Result<Vec<_>, _>>()?;
         let timeline: Vec<ExecuteSpan> = spans.into_iter().flatten().collect();
         let enqueue = timeline.iter().map(|s| s.returned).max().unwrap_or_default();
-        Ok(DeviceShards { mesh_device: self.plan.devices[i].mesh_device, device: st.device.clone(), shards, enqueue, timeline })
+        Ok(DeviceShards { mesh_device: self.schedule.plan.devices[i].mesh_device, device: st.device.clone(), shards, enqueue, timeline })
     }
 }
 
@@ -581,21 +572,14 @@ fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result
 /// The most launches `--batch` accepts per execute.
 pub const MAX_BATCH: usize = 64;
 
-/// Compiles `(program, k)` for each wanted pair ([`DevicePlan::executable_text`]), in parallel
+/// Compiles every executable of the schedule ([`Schedule::executable_text`]), in parallel
 /// (PJRT compiles are thread-safe).
-fn compile_all(
-    client: &Client,
-    plan: &DevicePlan,
-    wanted: &[(usize, usize)],
-    options: &CompileOptions,
-) -> Result<Vec<Executable>, DeviceError> {
-    wanted
-        .par_iter()
-        .map(|&(p, k)| {
-            let text = plan.executable_text(p, k)?;
-            let prog = &plan.programs[p];
-            let program = if k == 1 { prog.summary.clone() } else { format!("{} x{k} batched", prog.summary) };
-            client.compile(text.as_bytes(), options).map_err(|e| DeviceError::Compile { program, source: e })
+fn compile_all(client: &Client, schedule: &Schedule, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
+    (0..schedule.executables.len())
+        .into_par_iter()
+        .map(|e| {
+            let text = schedule.executable_text(e);
+            client.compile(text.as_bytes(), options).map_err(|source| DeviceError::Compile { program: schedule.executable_name(e), source })
         })
         .collect()
 }

@@ -98,7 +98,7 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
             assert_eq!(per_device[0].len(), 8 + 8 + 8 + 4 + 1 + 1 + 2);
             let fills: Vec<usize> = per_device[0]
                 .iter()
-                .filter(|b| !plan.programs[wanted[b.executable].0].slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_))))
+                .filter(|b| !plan.programs[wanted[b.executable].0].ir.slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_))))
                 .map(|b| b.launches.len())
                 .collect();
             assert_eq!(fills, vec![64, 1]);
@@ -135,9 +135,9 @@ fn bf16_launches_share_a_few_pair_tables() {
     let mut tables: std::collections::HashMap<initc_device::TableSpec, Vec<u32>> = std::collections::HashMap::new();
     let mut uses = 0;
     for l in &plan.devices[0].launches {
-        for spec in initc_device::table_specs(&m, &ev, l) {
+        for spec in initc_device::table_specs(&ev, l) {
             uses += 1;
-            let t = spec.build();
+            let t = spec.build().unwrap();
             assert_eq!(tables.entry(spec).or_insert_with(|| t.clone()), &t);
         }
     }
@@ -158,11 +158,11 @@ fn a_bf16_chain_is_one_lookup_in_its_table() {
         let Some((draw, chain)) = initc_stablehlo::table_chain(&m, p.value) else { continue };
         chains += 1;
         let prog = &plan.programs[l.program];
-        assert!(prog.slots.iter().all(|s| !matches!(s, initc_stablehlo::Slot::Scalar(_))), "{}: {:?}", p.fqn, prog.slots);
-        let specs = initc_device::table_specs(&m, &ev, l);
+        assert!(prog.ir.slots.iter().all(|s| !matches!(s, initc_stablehlo::Slot::Scalar(_))), "{}: {:?}", p.fqn, prog.ir.slots);
+        let specs = initc_device::table_specs(&ev, l);
         assert_eq!(specs.len(), 1, "{}", p.fqn);
         assert_eq!(specs[0].ops.len(), chain.len());
-        let table = specs[0].build();
+        let table = specs[0].build().unwrap();
         let key = match m.node(draw).op {
             initc_ir::Op::TruncatedNormal { key, .. } | initc_ir::Op::Normal { key } | initc_ir::Op::Uniform { key, .. } => ev.key(key),
             _ => unreachable!(),
@@ -191,7 +191,8 @@ fn launch_scalars_reach_the_kernel_unchanged() {
     // the scalar's convert fused into the fill)
     for (dtype, mode) in [("bf16", "fast"), ("jax16", "fast"), ("f32", "fast"), ("f32", "jax"), ("bf16", "jax")] {
         let (_, plan) = llama_plan(2, dtype, mode);
-        let random: Vec<_> = plan.programs.iter().filter(|p| p.slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_)))).collect();
+        let random: Vec<_> =
+            plan.programs.iter().filter(|p| p.ir.slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_)))).collect();
         assert!(random.len() >= 5, "{dtype} {mode}: {} random programs", random.len());
         for p in random {
             for line in p.text.lines() {

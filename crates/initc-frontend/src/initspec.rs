@@ -4,9 +4,10 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::config::{InitValue, Result, SpanError};
+use crate::error::{Result, SpanError};
 use crate::init::{Distribution, FanMode, Init, Nonlinearity};
 use crate::pattern::suggest;
+use crate::schema::InitValue;
 
 /// An initializer kind and its arguments with defaults (`None` = required).
 type KindArgs = (&'static str, &'static [(&'static str, Option<Arg>)]);

@@ -8,7 +8,8 @@
 //! `fold_in(PRNGKey(seed), u32_be(SHA-256(fqn)[0..4]))` ([`fqn_fold_data`]), so its values do
 //! not depend on other parameters, their order, or the sharding.
 
-mod config;
+mod ctx;
+mod error;
 mod init;
 mod initspec;
 mod key;
@@ -16,13 +17,15 @@ mod model;
 mod modules;
 mod pattern;
 mod presets;
+mod schema;
 mod sharding;
 mod tracer;
 
-pub use config::{ConfigError, ConfigErrorKind, Traced, trace_toml};
+pub use error::{ConfigError, ConfigErrorKind};
 pub use init::{Distribution, FanMode, Init, Nonlinearity, flax_fans, torch_fans};
 pub use initspec::kind_names as init_kinds;
 pub use key::fqn_fold_data;
+pub use model::{Traced, trace_toml};
 pub use modules::MODULE_TYPES;
 pub use pattern::{expand_ranges, glob_match};
 pub use presets::{PRESETS, llama3_ffn_dim};

@@ -1,98 +1,16 @@
-//! Builds the traced module from a parsed model.toml: applies per-FQN overrides while the
-//! preset or the generic module list declares parameters.
+//! The model.toml driver: [`trace_toml`] reads the file into its schema (`schema.rs`) and
+//! builds the traced module, applying per-FQN overrides while the preset (`presets.rs`) or the
+//! generic module list (`modules.rs`) declares parameters through a [`ModelCtx`].
 
-use std::ops::Range;
+use initc_ir::{DType, Module};
 
-use initc_ir::{DType, Type};
-use toml::Spanned;
-
-use crate::config::{Result, Root, SpanError, Traced, dtype_of};
-use crate::init::Init;
+use crate::ctx::{ModelCtx, Override};
+use crate::error::{ConfigError, Result, SpanError, syntax_error};
 use crate::initspec::parse_init;
-use crate::tracer::{TraceError, Tracer};
+use crate::schema::{Root, dtype_of};
+use crate::tracer::Tracer;
 
-struct Override {
-    pattern: String,
-    span: Range<usize>,
-    init: Option<Init>,
-    dtype: Option<DType>,
-    hits: usize,
-}
-
-/// Declares parameters through the tracer, applying overrides (later ones win).
-pub(crate) struct ModelCtx {
-    pub t: Tracer,
-    pub dtype: DType,
-    /// Span errors fall back to (the `[model]` table or the current `[[module]]`).
-    pub span: Range<usize>,
-    overrides: Vec<Override>,
-    /// Parameters declared so far.
-    count: usize,
-}
-
-impl ModelCtx {
-    pub fn param(&mut self, fqn: &str, shape: &[u64], axes: &[&str], init: Init) -> Result<()> {
-        self.param_typed(fqn, shape, axes, init, self.dtype)
-    }
-
-    /// Whether an `[[override]]` sets the initializer of `fqn` (a preset that builds a value
-    /// from several draws then keeps the override's single initializer).
-    pub fn init_overridden(&self, fqn: &str) -> bool {
-        self.overrides.iter().any(|o| o.init.is_some() && crate::pattern::glob_match(&o.pattern, fqn))
-    }
-
-    pub fn param_typed(&mut self, fqn: &str, shape: &[u64], axes: &[&str], init: Init, dtype: DType) -> Result<()> {
-        let (mut init, mut dtype, mut span) = (init, dtype, self.span.clone());
-        for o in self.overrides.iter_mut().filter(|o| crate::pattern::glob_match(&o.pattern, fqn)) {
-            o.hits += 1;
-            span = o.span.clone();
-            if let Some(i) = &o.init {
-                init = i.clone();
-            }
-            if let Some(d) = o.dtype {
-                dtype = d;
-            }
-        }
-        self.check_limits(fqn, shape, &span)?;
-        self.t.param(fqn, Type::new(dtype, shape), axes, &init).map(drop).map_err(|e| trace_error(span, e))
-    }
-
-    /// [`initc_ir::limits`] checked as each parameter is declared, so an error points at the
-    /// key that made it (and a huge model is refused before it is built).
-    fn check_limits(&mut self, fqn: &str, shape: &[u64], span: &Range<usize>) -> Result<()> {
-        use initc_ir::limits::{MAX_PARAMS, MAX_RANK, name_problem};
-        if let Some(reason) = name_problem(fqn) {
-            return Err(SpanError::invalid(span.clone(), "name", format!("parameter {fqn:?}: the name {reason}")));
-        }
-        if shape.len() > MAX_RANK {
-            return Err(SpanError::invalid(
-                span.clone(),
-                "shape",
-                format!("parameter `{fqn}` has rank {} (at most {MAX_RANK})", shape.len()),
-            ));
-        }
-        self.count += 1;
-        if self.count > MAX_PARAMS {
-            return Err(SpanError::invalid(
-                span.clone(),
-                "model",
-                format!("more than {MAX_PARAMS} parameters (the limit of initc_ir::limits)"),
-            )
-            .hint("this many tensors would not fit a safetensors header a reader accepts; check the layer counts and {a..b} ranges"));
-        }
-        Ok(())
-    }
-}
-
-fn trace_error(span: Range<usize>, e: TraceError) -> SpanError {
-    let key = match &e {
-        TraceError::DuplicateParam { .. } => "name",
-        _ => "init",
-    };
-    SpanError::invalid(span, key, e.to_string())
-}
-
-pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
+fn build(root: Root, default_name: &str) -> Result<Traced> {
     let shard = crate::sharding::read(crate::sharding::RawSharding {
         mesh: root.mesh,
         sharding: root.sharding,
@@ -132,7 +50,7 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
             hits: 0,
         });
     }
-    let mut cx = ModelCtx { t, dtype, span: model_span.clone(), overrides, count: 0 };
+    let mut cx = ModelCtx::new(t, dtype, model_span.clone(), overrides);
     match model.preset.as_ref() {
         Some(p) => {
             if let Some(m) = root.modules.first() {
@@ -156,7 +74,7 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
             }
         }
     }
-    if let Some(o) = cx.overrides.iter().find(|o| o.hits == 0) {
+    if let Some(o) = cx.unmatched_override() {
         return Err(SpanError::invalid(o.span.clone(), "match", format!("`{}` matches no parameter", o.pattern))
             .hint("`*` matches any run of characters (dots included), `?` one character; `initc trace --format json` lists every FQN"));
     }
@@ -164,7 +82,32 @@ pub(crate) fn build(root: Root, default_name: &str) -> Result<Traced> {
     Ok(Traced { module, shard, warnings: Vec::new() })
 }
 
-/// Reads an optional positive integer with a default.
-pub(crate) fn pos_or(v: &Option<Spanned<i64>>, key: &str, default: u64) -> Result<u64> {
-    v.as_ref().map_or(Ok(default), |v| crate::config::positive(v, key))
+/// Where a traced model.toml came from, alongside the module.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    /// The traced program, unsharded ([`Traced::shard`] attaches the mesh and shardings).
+    pub module: Module,
+    /// `[mesh]`, `[sharding]`, `[[shard]]` and `[logical_rules]` as the file states them.
+    pub shard: crate::sharding::ShardSpec,
+    /// Warnings (e.g. nothing to report yet); the CLI prints them.
+    pub warnings: Vec<String>,
+}
+
+impl Traced {
+    /// The module sharded as the file itself says (`[mesh]` and its rules); unchanged when
+    /// the file has no `[mesh]`. `(path, source)` locate errors.
+    pub fn sharded(&self, path: &str, source: &str) -> std::result::Result<Module, crate::sharding::ShardFailure> {
+        let mut m = self.module.clone();
+        self.shard.apply(&mut m, None, None, None, Some((path, source)))?;
+        Ok(m)
+    }
+}
+
+/// Parses a model.toml (`source`, read from `path`) and traces it.
+// The error carries the source text for its caret diagnostic; it is built once per failed run.
+#[allow(clippy::result_large_err)]
+pub fn trace_toml(path: &str, source: &str, default_name: &str) -> std::result::Result<Traced, ConfigError> {
+    let attach = |e: SpanError| ConfigError { path: path.into(), source: source.into(), span: e.span, kind: e.kind, hint: e.hint };
+    let root: Root = toml::from_str(source).map_err(|e| attach(syntax_error(&e, source)))?;
+    build(root, default_name).map_err(attach)
 }

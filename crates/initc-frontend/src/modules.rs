@@ -5,11 +5,12 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::config::{IntOrList, ModuleSection, Result, SpanError, dtype_of, positive};
+use crate::ctx::{ModelCtx, pos_or};
+use crate::error::{Result, SpanError};
 use crate::init::{Init, torch_fans};
 use crate::initspec::parse_init;
-use crate::model::{ModelCtx, pos_or};
 use crate::pattern::{expand_ranges, suggest};
+use crate::schema::{IntOrList, ModuleSection, dtype_of, positive};
 use initc_ir::Type;
 
 pub const MODULE_TYPES: &[&str] = &["linear", "embedding", "layernorm", "rmsnorm", "conv1d", "conv2d"];

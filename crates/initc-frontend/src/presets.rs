@@ -5,10 +5,11 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::config::{ModelSection, Result, SpanError};
+use crate::ctx::{ModelCtx, pos_or};
+use crate::error::{Result, SpanError};
 use crate::init::Init;
-use crate::model::{ModelCtx, pos_or};
 use crate::pattern::suggest;
+use crate::schema::ModelSection;
 
 const LLAMA3_KEYS: &[&str] = &[
     "dim",
@@ -78,7 +79,7 @@ fn check_keys(m: &ModelSection, preset: &str, allowed: &[&str]) -> Result<()> {
     if let Some((k, span)) = set_keys(m).into_iter().find(|(k, _)| !allowed.contains(k)) {
         let e = SpanError {
             span,
-            kind: crate::config::ConfigErrorKind::UnknownKey { key: k.into(), context: format!("[model] of preset `{preset}`") },
+            kind: crate::error::ConfigErrorKind::UnknownKey { key: k.into(), context: format!("[model] of preset `{preset}`") },
             hint: None,
         };
         let hint = match suggest(k, allowed.iter().copied()) {

@@ -20,57 +20,15 @@
 //! mlp = "tp"
 //! ```
 
-use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 
 use initc_ir::{Mesh, Module, Uneven};
 use initc_shard::{BUILTINS, Builtin, LogicalRule, Report, Rule, RuleRef, Rules, ShardError};
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
-use crate::config::{ConfigError, ConfigErrorKind, Result, SpanError};
+use crate::error::{ConfigError, ConfigErrorKind, Result, SpanError};
 use crate::pattern::suggest;
-
-/// A TOML table read in file order (mesh axis order matters), with each value's span.
-#[derive(Debug)]
-pub(crate) struct Ordered<V>(pub Vec<(String, Spanned<V>)>);
-
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V2<V>(PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
-            type Value = Ordered<V>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a table")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> std::result::Result<Ordered<V>, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = a.next_entry::<String, Spanned<V>>()? {
-                    out.push((k, v));
-                }
-                Ok(Ordered(out))
-            }
-        }
-        d.deserialize_map(V2(PhantomData))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ShardingSection {
-    pub rules: Option<Spanned<String>>,
-    pub uneven: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ShardSection {
-    #[serde(rename = "match")]
-    pub pattern: Spanned<String>,
-    pub spec: Spanned<Vec<Spanned<toml::Value>>>,
-}
+use crate::schema::{Ordered, ShardSection, ShardingSection};
 
 /// One spec entry: `"tp"`, `["tp", "fsdp"]`, or `""` / `[]` (replicated).
 fn axes(v: &Spanned<toml::Value>, key: &str) -> Result<Vec<String>> {

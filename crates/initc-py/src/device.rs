@@ -119,7 +119,11 @@ impl Runtime {
             targets.push(index);
             let mut rs = Vec::with_capacity(list.len());
             for (fqn, offset, shape) in list {
-                let p = m.params.iter().position(|p| p.fqn == fqn).ok_or_else(|| err(format!("no parameter named `{fqn}` in program {:?}", m.name)))?;
+                let p = m
+                    .params
+                    .iter()
+                    .position(|p| p.fqn == fqn)
+                    .ok_or_else(|| err(format!("no parameter named `{fqn}` in program {:?}", m.name)))?;
                 rs.push((p, initc_shard::Region { offset, shape }));
             }
             regions.push(rs);
@@ -174,7 +178,10 @@ impl Runtime {
 
 impl Runtime {
     fn device(&self, index: usize) -> PyResult<&initc_pjrt::Device> {
-        self.client.devices().get(index).ok_or_else(|| err(format!("device index {index}: the client has {} devices", self.client.devices().len())))
+        self.client
+            .devices()
+            .get(index)
+            .ok_or_else(|| err(format!("device index {index}: the client has {} devices", self.client.devices().len())))
     }
 }
 
@@ -325,7 +332,10 @@ impl DeviceArray {
             )));
         }
         if copy == Some(true) {
-            return Err(PyBufferError::new_err(format!("`{}`: initc hands its device buffer over and does not copy (copy=True)", self.fqn)));
+            return Err(PyBufferError::new_err(format!(
+                "`{}`: initc hands its device buffer over and does not copy (copy=True)",
+                self.fqn
+            )));
         }
         if let Some(s) = &stream
             && !s.is_none()
@@ -335,10 +345,14 @@ impl DeviceArray {
                 return Err(err(format!("`{}` is on the CPU, where the DLPack stream must be None (got {s})", self.fqn)));
             }
             if s == 0 {
-                return Err(err(format!("`{}`: stream 0 is ambiguous and not allowed by DLPack on CUDA (use 1 for the legacy default stream, 2 for per-thread)", self.fqn)));
+                return Err(err(format!(
+                    "`{}`: stream 0 is ambiguous and not allowed by DLPack on CUDA (use 1 for the legacy default stream, 2 for per-thread)",
+                    self.fqn
+                )));
             }
         }
-        let dtype = dl_dtype(self.dtype).ok_or_else(|| err(format!("`{}`: a {} parameter has no DLPack type", self.fqn, self.dtype.name())))?;
+        let dtype =
+            dl_dtype(self.dtype).ok_or_else(|| err(format!("`{}`: a {} parameter has no DLPack type", self.fqn, self.dtype.name())))?;
         let buffer = self.buffer.lock().map_err(|_| err("a DeviceArray lock was poisoned"))?.take().ok_or_else(|| self.gone())?;
         let numel: u64 = self.shape.iter().product();
         let lent = py
@@ -392,7 +406,15 @@ impl DeviceArray {
 
     fn __repr__(&self) -> String {
         let state = if self.available() { "" } else { ", handed over" };
-        format!("DeviceArray({} {}{:?} at {:?} on {}:{}{state})", self.fqn, self.dtype.name(), self.shape, self.offset, self.platform, self.pjrt_device)
+        format!(
+            "DeviceArray({} {}{:?} at {:?} on {}:{}{state})",
+            self.fqn,
+            self.dtype.name(),
+            self.shape,
+            self.offset,
+            self.platform,
+            self.pjrt_device
+        )
     }
 }
 

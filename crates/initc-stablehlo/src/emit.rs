@@ -146,26 +146,26 @@ fn lower_node(
             let y1 = b.op("stablehlo.reshape", &[&y[1]], "", &col);
             b.op("stablehlo.concatenate", &[&y0, &y1], "dimension = 1 : i64", &out)
         }
-        Op::TruncatedNormal { key, lower, upper } if fast_truncation_is_vacuous(f.fast, dt, lower.get(), upper.get()) => {
-            let n = f.normal(dt, shape);
+        Op::TruncatedNormal { key, lower, upper } if fast_truncation_is_vacuous(f.fast(), dt, lower.get(), upper.get()) => {
+            let n = f.normal(dt, shape, None);
             b.call(&n, &[&get(&key)?], &[out]).remove(0)
         }
-        Op::RandomBits { key, width } => f.random_bits(b, &get(&key)?, width, shape, &out),
+        Op::RandomBits { key, width } => f.random_bits(b, &get(&key)?, width, shape, &out, None),
         Op::Uniform { key, min, max } => {
             let (lo, scale) = uniform_consts(dt, min.get(), max.get());
             let s = tensor(&[], elem(dt));
             let (lo, scale) = (b.constant(&lo, &s), b.constant(&scale, &s));
-            let u = f.uniform(dt, shape);
+            let u = f.uniform(dt, shape, None);
             b.call(&u, &[&get(&key)?, &lo, &scale], &[out]).remove(0)
         }
         Op::Normal { key } => {
-            let n = f.normal(dt, shape);
+            let n = f.normal(dt, shape, None);
             b.call(&n, &[&get(&key)?], &[out]).remove(0)
         }
         Op::TruncatedNormal { key, lower, upper } => {
             let s = tensor(&[], elem(dt));
             let c = truncated_consts(dt, lower.get(), upper.get()).map(|l| b.constant(&l, &s));
-            let t = f.truncated_normal(dt, shape);
+            let t = f.truncated_normal(dt, shape, None);
             b.call(&t, &[&get(&key)?, &c[0], &c[1], &c[2], &c[3]], &[out]).remove(0)
         }
         Op::Full { value } => b.constant(&full_literal(dt, value.get()), &out),

@@ -10,19 +10,27 @@
 //!
 //! The text is assembled here and parsed, verified and printed by MLIR through melior
 //! (`mlir.rs`); melior has no StableHLO dialect, so its ops stay in generic form.
+//!
+//! Second boundary: [`sp`], the shard-program IR. [`Lowerer::lower`] (or [`shard_program`]) →
+//! [`ShardProgram`]: a verified [`ShardProg`] (what runs on one device for one parameter shard,
+//! equal for parameters that share an executable) and its [`LaunchData`] (the values behind its
+//! static-word slots); [`ShardProg::print`] and [`Batched::print`] are its only text.
 
 mod assemble;
 mod emit;
 #[cfg(feature = "mlir")]
 mod mlir;
 mod rng;
-mod shard_program;
 mod shardings;
+pub mod sp;
 mod text;
 
 pub use assemble::{Assembly, assembly_program};
-pub use shard_program::{ChainStep, HostValue, ShardProgram, Slot, batch_groups, batched_program, shard_program, table_chain};
 pub use shardings::gspmd;
+pub use sp::{
+    Batched, ChainStep, HostValue, LaunchData, Lowerer, ShardProg, ShardProgram, Slot, TableDef, TableDraw, batch_groups, shard_program,
+    table_chain,
+};
 
 /// Which partitioner's annotations to emit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +57,8 @@ pub enum LowerError {
     UnevenShardy { fqn: String, dim: usize, size: u64, parts: u64 },
     #[error("not supported by the StableHLO emitter yet: {0}")]
     Unsupported(String),
+    #[error("parameter `{fqn}`: the lowered shard program is malformed: {err}")]
+    Verify { fqn: String, err: sp::VerifyError },
     #[error("internal emitter error: {0}")]
     Internal(String),
 }

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use initc_ir::{DType, RngMode};
 use initc_rng::Half;
 
+use crate::sp::Lane;
 use crate::text::{Body, Val, args, elem, i64_array, private_func, shape_tag, tensor};
 
 /// The private functions emitted so far (each once), in emission order.
@@ -24,28 +25,20 @@ pub(crate) struct Funcs {
     /// `[k0, k1, base_hi, base_lo]` and an element's counter is `base + Σ iota_d·strides[d]`,
     /// its flat index in the global array.
     pub shard: Option<Global>,
-    /// Fast RNG mode ([`initc_ir::RngMode::Fast`]): packed threefry lanes, Box-Muller f32 normals.
-    pub fast: bool,
-    /// Packed shard programs (fast mode): `Some((L, j))` while emitting lane `j` of `L`. The
-    /// array's elements are then its groups (`shard` describes the grouped array, counters are
-    /// group indices) and a function yields lane `j` of its group's block. Lanes call the same
-    /// `bits` function, so after inlining XLA's CSE computes each block once for all lanes.
-    pub lane: Option<(u64, u64)>,
+    pub mode: RngMode,
 }
 
 impl Funcs {
     /// A whole-array function set (the SPMD module).
     pub fn global(mode: RngMode) -> Funcs {
-        Funcs { fast: mode == RngMode::Fast, ..Funcs::default() }
+        Funcs { mode, ..Funcs::default() }
     }
 
-    /// A function set computing one shard of an array of shape `global`.
-    pub fn shard(global: &[u64], mode: RngMode) -> Funcs {
-        let mut strides = vec![1u64; global.len()];
-        for d in (0..global.len().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * global[d + 1];
-        }
-        Funcs { shard: Some(Global { strides, numel: global.iter().product() }), fast: mode == RngMode::Fast, ..Funcs::default() }
+    /// A function set computing one shard of an array with row-major `counters` (a shard
+    /// program's [`crate::sp::Counters`]).
+    pub fn shard(counters: &crate::sp::Counters, mode: RngMode) -> Funcs {
+        let global = Global { strides: counters.strides.clone(), wide: counters.wide };
+        Funcs { shard: Some(global), mode, ..Funcs::default() }
     }
 
     /// The key operand's type: key data, plus in shard mode the shard's counter base and the
@@ -54,12 +47,21 @@ impl Funcs {
         tensor(&[if self.shard.is_some() { 5 } else { 2 }], "ui32")
     }
 
-    /// Function-name suffix distinguishing shard-mode variants.
-    fn mode_tag(&self) -> String {
+    /// Fast RNG mode ([`initc_ir::RngMode::Fast`]): packed threefry lanes, Box-Muller f32 normals.
+    pub fn fast(&self) -> bool {
+        self.mode == RngMode::Fast
+    }
+
+    /// Function-name suffix distinguishing shard-mode variants: packed shard programs (fast mode)
+    /// call a lane's own variant of each draw. The array's elements are then its groups (`shard`
+    /// describes the grouped array, counters are group indices) and a function yields lane `j`
+    /// of its group's block. Lanes call the same `bits` function, so after inlining XLA's CSE
+    /// computes each block once for all lanes.
+    fn mode_tag(&self, lane: Option<Lane>) -> String {
         let g = self.shard_tag();
-        match self.lane {
+        match lane {
             None => g,
-            Some((l, j)) => format!("{g}_lane{j}of{l}"),
+            Some(Lane { lanes, lane }) => format!("{g}_lane{lane}of{lanes}"),
         }
     }
 
@@ -159,7 +161,7 @@ impl Funcs {
     fn block(&mut self, lanes: u64, shape: &[u64]) -> String {
         let t = tensor(shape, "ui32");
         let key = self.key_ty();
-        let name = format!("block{lanes}_{}{}", shape_tag(shape), self.mode_tag());
+        let name = format!("block{lanes}_{}{}", shape_tag(shape), self.shard_tag());
         let global = self.shard.clone();
         self.define(&name, &[key], &[t.clone(), t.clone(), t.clone()], |f, b, a| {
             let ks = f.key_schedule(b, &a[0]);
@@ -181,10 +183,10 @@ impl Funcs {
     /// `@word{w}_S(key) -> tensor<S x ui32>`: each element's random bits of width `w` (8, 16,
     /// 32), zero-extended. JAX mode: `y0 ^ y1` (callers keep the low bits, as JAX does).
     /// Fast mode: lane `i % L` of the block `y0 | y1 << 32`, `L = 64 / w`.
-    pub fn word(&mut self, width: u32, shape: &[u64]) -> String {
+    pub fn word(&mut self, width: u32, shape: &[u64], lane: Option<Lane>) -> String {
         let t = tensor(shape, "ui32");
-        let name = format!("word{width}_{}{}", shape_tag(shape), self.mode_tag());
-        let fast = self.fast;
+        let name = format!("word{width}_{}{}", shape_tag(shape), self.mode_tag(lane));
+        let fast = self.fast();
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&t), |f, b, a| {
             if !fast {
                 let bits = f.bits(shape);
@@ -193,7 +195,7 @@ impl Funcs {
                 b.ret(&[&x]);
                 return;
             }
-            if let Some((lanes, j)) = f.lane {
+            if let Some(Lane { lanes, lane: j }) = lane {
                 let bits = f.bits(shape);
                 let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
                 let v = if j < lanes / 2 { &y[0] } else { &y[1] };
@@ -236,11 +238,11 @@ impl Funcs {
 
     /// Fast mode: `@bf16word_S(key) -> tensor<S x ui32>`: each element's random word for a
     /// bf16 draw, [`initc_rng::bf16_draw_bits`] (two elements per block, 7 bits of `y0` each).
-    pub fn bf16_word(&mut self, shape: &[u64]) -> String {
+    pub fn bf16_word(&mut self, shape: &[u64], lane: Option<Lane>) -> String {
         let t = tensor(shape, "ui32");
-        let name = format!("bf16word_{}{}", shape_tag(shape), self.mode_tag());
+        let name = format!("bf16word_{}{}", shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&t), |f, b, a| {
-            let (y0, sh) = if let Some((_, j)) = f.lane {
+            let (y0, sh) = if let Some(Lane { lane: j, .. }) = lane {
                 let bits = f.bits(shape);
                 let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
                 (y[0].clone(), b.constant(&(7 * j).to_string(), &t))
@@ -262,10 +264,10 @@ impl Funcs {
     /// `random_bits(key, shape, uint<width>)` inside a body, as a `tensor<S x out>`: 64 bits
     /// are `y0 << 32 | y1` in both modes; narrower widths are [`Funcs::word`] in fast mode and
     /// JAX's `y0 ^ y1` (low bits) otherwise.
-    pub fn random_bits(&mut self, b: &mut Body, key: &Val, width: u8, shape: &[u64], out: &str) -> Val {
+    pub fn random_bits(&mut self, b: &mut Body, key: &Val, width: u8, shape: &[u64], out: &str, lane: Option<Lane>) -> Val {
         let t = tensor(shape, "ui32");
-        if self.fast && width < 64 {
-            let w = self.word(width.into(), shape);
+        if self.fast() && width < 64 {
+            let w = self.word(width.into(), shape, lane);
             let x = b.call(&w, &[key], &[t]).remove(0);
             return if width == 32 { x } else { b.op("stablehlo.convert", &[&x], "", out) };
         }
@@ -289,12 +291,12 @@ impl Funcs {
 
     /// Fast mode: `@box_muller_S(key) -> f32`: [`initc_rng::box_muller`] of each element's
     /// block, lane 0 the cosine, lane 1 the sine.
-    pub fn box_muller(&mut self, shape: &[u64]) -> String {
+    pub fn box_muller(&mut self, shape: &[u64], lane: Option<Lane>) -> String {
         let out = tensor(shape, "f32");
-        let name = format!("box_muller_{}{}", shape_tag(shape), self.mode_tag());
+        let name = format!("box_muller_{}{}", shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
             let t = tensor(shape, "ui32");
-            if let Some((_, j)) = f.lane {
+            if let Some(Lane { lane: j, .. }) = lane {
                 let bits = f.bits(shape);
                 let y = b.call(&bits, &[&a[0]], &[t.clone(), t.clone()]);
                 let [cz, sz, r] = box_muller_parts(b, shape, &y[0], &y[1]);
@@ -336,13 +338,13 @@ impl Funcs {
     }
 
     /// `@unit_DT_S(key)`: floats in [0, 1) from the mantissa bits (docs/RNG_SPEC.md §4).
-    fn unit(&mut self, dt: DType, shape: &[u64]) -> String {
+    fn unit(&mut self, dt: DType, shape: &[u64], lane: Option<Lane>) -> String {
         let out = tensor(shape, elem(dt));
-        let name = format!("unit_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        let name = format!("unit_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
             let t32 = tensor(shape, "ui32");
             let mut y = Vec::new();
-            if dt == DType::F64 || !f.fast {
+            if dt == DType::F64 || !f.fast() {
                 let bits = f.bits(shape);
                 y = b.call(&bits, &[&a[0]], &[t32.clone(), t32.clone()]);
             }
@@ -357,8 +359,12 @@ impl Funcs {
                     mantissa(b, &x, "12", "4607182418800017408") // 0x3FF0000000000000
                 }
                 _ => {
-                    let x = if f.fast {
-                        let w = if dt == DType::BF16 { f.bf16_word(shape) } else { f.word(if dt == DType::F32 { 32 } else { 16 }, shape) };
+                    let x = if f.fast() {
+                        let w = if dt == DType::BF16 {
+                            f.bf16_word(shape, lane)
+                        } else {
+                            f.word(if dt == DType::F32 { 32 } else { 16 }, shape, lane)
+                        };
                         b.call(&w, &[&a[0]], std::slice::from_ref(&t32)).remove(0)
                     } else {
                         b.ew("stablehlo.xor", &[&y[0], &y[1]])
@@ -385,9 +391,10 @@ impl Funcs {
     }
 
     /// `max(lo, unit * scale + lo)` inside a body (the shared tail of every distribution).
-    fn affine_unit(&mut self, b: &mut Body, dt: DType, shape: &[u64], key: &Val, lo: &Val, scale: &Val) -> Val {
+    #[allow(clippy::too_many_arguments)]
+    fn affine_unit(&mut self, b: &mut Body, dt: DType, shape: &[u64], key: &Val, lo: &Val, scale: &Val, lane: Option<Lane>) -> Val {
         let out = tensor(shape, elem(dt));
-        let unit = self.unit(dt, shape);
+        let unit = self.unit(dt, shape, lane);
         let u = b.call(&unit, &[key], std::slice::from_ref(&out)).remove(0);
         let lo_b = b.splat(lo, &out);
         let sc_b = b.splat(scale, &out);
@@ -397,28 +404,28 @@ impl Funcs {
     }
 
     /// `@uniform_DT_S(key, lo, scale)`: `jax.random.uniform` with `scale = hi - lo` in dtype.
-    pub fn uniform(&mut self, dt: DType, shape: &[u64]) -> String {
+    pub fn uniform(&mut self, dt: DType, shape: &[u64], lane: Option<Lane>) -> String {
         let out = tensor(shape, elem(dt));
         let s = tensor(&[], elem(dt));
-        let name = format!("uniform_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        let name = format!("uniform_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty(), s.clone(), s], &[out], |f, b, a| {
-            let r = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2]);
+            let r = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2], lane);
             b.ret(&[&r]);
         })
     }
 
     /// `@normal_DT_S(key)`: `sqrt2 * erf_inv(uniform(nextafter(-1, 0), 1))`.
-    pub fn normal(&mut self, dt: DType, shape: &[u64]) -> String {
+    pub fn normal(&mut self, dt: DType, shape: &[u64], lane: Option<Lane>) -> String {
         let out = tensor(shape, elem(dt));
-        let name = format!("normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        let name = format!("normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
-            if f.fast && dt == DType::F32 {
-                let bm = f.box_muller(shape);
+            if f.fast() && dt == DType::F32 {
+                let bm = f.box_muller(shape, lane);
                 let z = b.call(&bm, &[&a[0]], std::slice::from_ref(&out)).remove(0);
                 b.ret(&[&z]);
                 return;
             }
-            let e = f.normal_erf_inv_body(b, dt, shape, &a[0]);
+            let e = f.normal_erf_inv_body(b, dt, shape, &a[0], lane);
             let c = b.constant(&normal_consts(dt).2, &out);
             let z = b.ew("stablehlo.multiply", &[&c, &e]);
             b.ret(&[&z]);
@@ -428,31 +435,31 @@ impl Funcs {
     /// `@normal_erf_inv_DT_S(key)`: a normal draw before its `sqrt2` factor, for
     /// `normal * c`, which XLA rewrites into `erf_inv(u) * (sqrt2 * c)` when `c` is constant
     /// (shard programs take `c` at run time, so they spell the rewrite out).
-    pub fn normal_erf_inv(&mut self, dt: DType, shape: &[u64]) -> String {
+    pub fn normal_erf_inv(&mut self, dt: DType, shape: &[u64], lane: Option<Lane>) -> String {
         let out = tensor(shape, elem(dt));
-        let name = format!("normal_erf_inv_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        let name = format!("normal_erf_inv_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty()], std::slice::from_ref(&out), |f, b, a| {
-            let e = f.normal_erf_inv_body(b, dt, shape, &a[0]);
+            let e = f.normal_erf_inv_body(b, dt, shape, &a[0], lane);
             b.ret(&[&e]);
         })
     }
 
-    fn normal_erf_inv_body(&mut self, b: &mut Body, dt: DType, shape: &[u64], key: &Val) -> Val {
+    fn normal_erf_inv_body(&mut self, b: &mut Body, dt: DType, shape: &[u64], key: &Val, lane: Option<Lane>) -> Val {
         let s = tensor(&[], elem(dt));
         let (lo, scale, _) = normal_consts(dt);
         let lo = b.constant(&lo, &s);
         let scale = b.constant(&scale, &s);
-        let u = self.affine_unit(b, dt, shape, key, &lo, &scale);
+        let u = self.affine_unit(b, dt, shape, key, &lo, &scale, lane);
         b.ew("chlo.erf_inv", &[&u])
     }
 
     /// `@truncated_normal_DT_S(key, a, scale, clamp_lo, clamp_hi)` (docs/RNG_SPEC.md §6, host bounds).
-    pub fn truncated_normal(&mut self, dt: DType, shape: &[u64]) -> String {
+    pub fn truncated_normal(&mut self, dt: DType, shape: &[u64], lane: Option<Lane>) -> String {
         let out = tensor(shape, elem(dt));
         let s = tensor(&[], elem(dt));
-        let name = format!("truncated_normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag());
+        let name = format!("truncated_normal_{}_{}{}", elem(dt), shape_tag(shape), self.mode_tag(lane));
         self.define(&name, &[self.key_ty(), s.clone(), s.clone(), s.clone(), s], std::slice::from_ref(&out), |f, b, a| {
-            let u = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2]);
+            let u = f.affine_unit(b, dt, shape, &a[0], &a[1], &a[2], lane);
             let e = b.ew("chlo.erf_inv", &[&u]);
             let c = b.constant(&normal_consts(dt).2, &out);
             let z = b.ew("stablehlo.multiply", &[&c, &e]);
@@ -586,7 +593,7 @@ pub(crate) fn fast_truncation_is_vacuous(fast: bool, dt: DType, lower: f64, uppe
 /// elements, else JAX's u64 flat index split in two.
 fn counters(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val) -> (Val, Val) {
     match global {
-        Some(g) if g.numel <= 1 << 32 => shard_counters_u32(b, shape, g, key),
+        Some(g) if !g.wide => shard_counters_u32(b, shape, g, key),
         _ => counters_u64(b, shape, global, key),
     }
 }
@@ -595,7 +602,8 @@ fn counters(b: &mut Body, shape: &[u64], global: Option<&Global>, key: &Val) -> 
 #[derive(Clone, Debug)]
 pub(crate) struct Global {
     pub strides: Vec<u64>,
-    pub numel: u64,
+    /// More than 2^32 elements: counters are u64.
+    pub wide: bool,
 }
 
 /// Counters as JAX computes them: u64 flat index (plus the shard's base), split into hi/lo.
@@ -738,33 +746,45 @@ fn normal_consts(dt: DType) -> (String, String, String) {
     }
 }
 
-/// Host constants of a uniform draw: `lo` and `scale = hi - lo`, rounded to `dt` (both as
-/// literals).
-pub(crate) fn uniform_consts(dt: DType, min: f64, max: f64) -> (String, String) {
+/// Host constants of a uniform draw: `lo` and `scale = hi - lo`, rounded to `dt`, as bits in
+/// `dt`'s format.
+pub(crate) fn uniform_bits(dt: DType, min: f64, max: f64) -> (u64, u64) {
     match (dt, half(dt)) {
         (_, Some(h)) => {
             let (lo, hi) = (h.from_f64(min), h.from_f64(max));
             let scale = h.from_f32(h.to_f32(hi) - h.to_f32(lo));
-            (bits_literal(dt, lo.into()), bits_literal(dt, scale.into()))
+            (lo.into(), scale.into())
         }
-        (DType::F64, _) => (bits_literal(dt, min.to_bits()), bits_literal(dt, (max - min).to_bits())),
+        (DType::F64, _) => (min.to_bits(), (max - min).to_bits()),
         _ => {
             let (lo, hi) = (min as f32, max as f32);
-            (bits_literal(dt, lo.to_bits().into()), bits_literal(dt, (hi - lo).to_bits().into()))
+            (lo.to_bits().into(), (hi - lo).to_bits().into())
         }
     }
 }
 
-/// Host constants of a truncated normal draw: `a`, `scale = b - a`, clamp lo and hi.
-pub(crate) fn truncated_consts(dt: DType, lower: f64, upper: f64) -> [String; 4] {
+/// [`uniform_bits`] as literals.
+pub(crate) fn uniform_consts(dt: DType, min: f64, max: f64) -> (String, String) {
+    let (lo, scale) = uniform_bits(dt, min, max);
+    (bits_literal(dt, lo), bits_literal(dt, scale))
+}
+
+/// Host constants of a truncated normal draw: `a`, `scale = b - a`, clamp lo and hi, as bits
+/// in `dt`'s format.
+pub(crate) fn truncated_bits(dt: DType, lower: f64, upper: f64) -> [u64; 4] {
     match half(dt) {
         Some(h) => {
             let t = initc_rng::HalfTruncBounds::new(h, lower, upper);
-            [t.a, t.scale, t.lo, t.hi].map(|x| bits_literal(dt, x.into()))
+            [t.a, t.scale, t.lo, t.hi].map(u64::from)
         }
         None => {
             let t = initc_rng::TruncBounds::new(lower, upper);
-            [t.a, t.b - t.a, t.lo, t.hi].map(|x| bits_literal(dt, x.to_bits().into()))
+            [t.a, t.b - t.a, t.lo, t.hi].map(|x| x.to_bits().into())
         }
     }
+}
+
+/// [`truncated_bits`] as literals.
+pub(crate) fn truncated_consts(dt: DType, lower: f64, upper: f64) -> [String; 4] {
+    truncated_bits(dt, lower, upper).map(|b| bits_literal(dt, b))
 }

@@ -114,14 +114,14 @@ fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
     m.rng = initc_ir::RngMode::Fast;
     let p = m.params.iter().position(|p| p.fqn.ends_with("attention.wo.weight")).unwrap();
     let sp = initc_stablehlo::shard_program(&m, p, &initc_shard::Region::full(&m.params[p].ty.shape)).unwrap();
-    assert!(sp.text.contains("%arg1: tensor<16384xui32>"), "a bf16 draw takes its pair table as an argument");
-    let b = initc_stablehlo::batched_program(&sp.text, 3, 2).unwrap();
+    assert!(sp.text().contains("%arg1: tensor<16384xui32>"), "a bf16 draw takes its pair table as an argument");
+    let b = initc_stablehlo::Batched::new(&sp.prog, 3, 2).print();
     initc_stablehlo::check_text(&b).unwrap();
     assert_eq!(b.matches("func.call @shard_main(").count(), 3);
     assert!(b.contains("func.func private @shard_main(%arg0"));
     assert!(b.contains("%b2_1: tensor<16384xui32>"));
     // static words in groups of 2 launches: 2 + 1
-    let words = sp.slots.iter().map(|s| s.words()).sum::<usize>();
+    let words = sp.words();
     assert!(
         b.contains(&format!("@main(%statics0: tensor<{}xui32>, %statics1: tensor<{words}xui32>,", 2 * words)),
         "{}",
@@ -130,7 +130,7 @@ fn batched_shard_programs_parse_and_call_the_body_once_per_launch() {
     assert!(b.contains(&format!("(%statics0) {{start_indices = array<i64: {words}>, limit_indices = array<i64: {}>", 2 * words)));
     assert_eq!(initc_stablehlo::batch_groups(16, 4), vec![4, 4, 4, 4]);
     assert_eq!(initc_stablehlo::batch_groups(6, 4), vec![4, 2]);
-    assert!(initc_stablehlo::batched_program("module {}", 2, 4).is_err());
+    assert_eq!(initc_stablehlo::Batched::new(&sp.prog, 1, 4).print(), sp.text(), "one launch is the program itself");
 }
 
 #[test]
@@ -144,7 +144,8 @@ fn fast_bf16_parameters_pack_two_f32_draws_per_threefry_block() {
     for fqn in ["layers.0.attention.wo.weight", "output.weight", "tok_embeddings.weight"] {
         let p = m.params.iter().position(|p| p.fqn == fqn).unwrap();
         let sp = initc_stablehlo::shard_program(&m, p, &initc_shard::Region::full(&m.params[p].ty.shape)).unwrap();
-        assert_eq!(sp.slots[0], initc_stablehlo::Slot::GroupBase(2), "{fqn}: {:?}", sp.slots);
-        assert!(sp.text.contains("stablehlo.convert") && sp.text.contains("xui32>) -> tensor<"), "{fqn}");
+        assert_eq!(sp.slots()[0], initc_stablehlo::Slot::GroupBase(2), "{fqn}: {:?}", sp.slots());
+        let text = sp.text();
+        assert!(text.contains("stablehlo.convert") && text.contains("xui32>) -> tensor<"), "{fqn}");
     }
 }
