@@ -22,6 +22,9 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::{Program, err};
 
+/// `(fqn, offset, shape)`: one rectangle of a parameter.
+type ShardRequest = (String, Vec<u64>, Vec<u64>);
+
 /// A PJRT client on a plugin, shared by every materialization made through it.
 #[pyclass(module = "initc._native", frozen)]
 pub struct Runtime {
@@ -106,7 +109,7 @@ impl Runtime {
         &self,
         py: Python<'py>,
         program: &Program,
-        requests: Vec<(usize, Vec<(String, Vec<u64>, Vec<u64>)>)>,
+        requests: Vec<(usize, Vec<ShardRequest>)>,
         seed: Option<u64>,
         batch: Option<usize>,
     ) -> PyResult<(Vec<Vec<DeviceArray>>, Bound<'py, PyDict>)> {
