@@ -70,4 +70,14 @@ for bad, needle in [(lambda f, s: P("nope"), "mesh axis `nope`"), (lambda f, s: 
         raise AssertionError("expected an error")
     except initc.InitcError as e:
         assert needle in str(e), str(e)
+# the device backend needs GPUs; an unknown backend is refused
+for backend, needle in [("device", "needs a mesh of GPUs"), ("tpu", "backend must be")]:
+    try:
+        ij.materialize(program, Mesh(devs, ("fsdp",)), None, backend=backend)
+        raise AssertionError(f"backend={backend!r} was accepted")
+    except initc.InitcError as e:
+        assert needle in str(e), str(e)
+stats: dict = {}
+ij.materialize(program, Mesh(devs, ("fsdp",)), None, stats=stats)  # "auto" on CPU devices: the CPU engine
+assert stats == {}, stats
 print("initc.jax: all checks passed")
