@@ -42,3 +42,31 @@ def initc_cli() -> str:
             return p
     subprocess.run(["cargo", "build", "-q", "-p", "initc-cli"], cwd=ROOT, check=True)
     return os.path.join(ROOT, "target", "debug", "initc")
+
+
+class CpuRuntime:
+    """Stands in for initc.device.Runtime without a GPU: makes each requested rectangle with the
+    CPU engine into a torch CPU tensor (which has __dlpack__), so the torch device path's request
+    building, hand-over and adoption run in CI. Records the requests."""
+
+    devices = [(0, 0, 0, "cpu stand-in")]
+    plugin = "cpu-stand-in"
+
+    def __init__(self):
+        self.requests = []
+
+    def materialize(self, program, requests, seed=None, batch=None):
+        import initc.torch as it
+
+        self.requests.append(requests)
+        dt = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+        table = {f: d for f, d, _, _ in program.params}
+        out = []
+        for _index, lst in requests:
+            made = []
+            for fqn, off, shape in lst:
+                t = torch.empty(shape, dtype=dt[table[fqn]])
+                it.fill_(t, program, fqn, seed, off, shape)
+                made.append(t)
+            out.append(made)
+        return out, {"compile": 0.0, "load": 0.0, "run": 0.0}

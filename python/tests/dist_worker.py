@@ -42,9 +42,9 @@ def place(model, mesh, placements_of):
     return model
 
 
-def check(case, model, prog, ref):
+def check(case, model, prog, ref, **device):
     with NoCollectives():
-        it.materialize(model, prog, seed=SEED)
+        it.materialize(model, prog, seed=SEED, **device)
     for f, p in model.named_parameters():
         full = p.full_tensor() if hasattr(p, "full_tensor") else p
         a = full.detach().contiguous().view(-1).view(torch.uint8)
@@ -78,6 +78,15 @@ def main():
         print("\n".join(list(difflib.unified_diff(prog.text().splitlines(), sharded_prog.text().splitlines(), lineterm=""))[:20]))
         raise AssertionError("tracing the FSDP2 model gives the unsharded program")
     check("fsdp2", model, prog, ref)
+    # the device path (DTensor local shards asked of the runtime, DTensor.from_local of what it
+    # hands over), with a CPU stand-in for the GPU runtime
+    from conftest import CpuRuntime
+
+    model = build()
+    for layer in model.layers.values():
+        fully_shard(layer, mesh=mesh1)
+    fully_shard(model, mesh=mesh1)
+    check("fsdp2-device-path", model, prog, ref, device="cuda:0", runtime=CpuRuntime())
     from torch.distributed.tensor import DTensor, Partial
 
     model = build()

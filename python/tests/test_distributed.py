@@ -17,4 +17,4 @@ def test_sharding_invariance_on_4_ranks():
     r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "4", os.path.join(here, "dist_worker.py")], capture_output=True, text=True, timeout=600, env=env)
     ok = [l for l in r.stdout.splitlines() if l.startswith("ok ")]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
-    assert ok == ["ok shard0", "ok shard1", "ok mesh2x2", "ok fsdp2", "ok partial"], r.stdout
+    assert ok == ["ok shard0", "ok shard1", "ok mesh2x2", "ok fsdp2", "ok fsdp2-device-path", "ok partial"], r.stdout

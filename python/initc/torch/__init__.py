@@ -394,8 +394,9 @@ def _materialize_on_device(model: nn.Module, tp: TorchProgram, seed: int | None,
     _adopt(model, tp, made)
     if stats is not None:
         stats.update(timings, handoff=time.perf_counter() - t0)
-    # Tensors the program does not hold (buffers left to torch) are allocated here, one by one
-    # (`to_empty` would re-allocate initc's tensors too).
+    # Tensors the program does not hold (buffers left to torch) are allocated one by one where the
+    # runtime's tensors are (`to_empty` would re-allocate initc's tensors too).
+    dev = next((v.device for v in made.values()), dev)
     for mod in model.modules():
         for table in (mod._parameters, mod._buffers):
             for k, v in list(table.items()):
