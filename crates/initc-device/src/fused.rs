@@ -136,6 +136,7 @@ pub fn materialize_regions(
     let mut programs: HashMap<String, usize> = HashMap::new();
     let mut executables: Vec<Executable> = Vec::new();
     let mut which: Vec<Vec<Option<usize>>> = Vec::with_capacity(requests.len());
+    let cache = initc_pjrt::CompileCache::from_env(&client);
     for (list, src) in requests.iter().zip(&sources) {
         let mut w = Vec::with_capacity(list.len());
         for ((p, region), s) in list.iter().zip(src) {
@@ -148,8 +149,10 @@ pub fn materialize_regions(
                     let e = *programs.entry(text.clone()).or_insert(next);
                     if e == next {
                         let program = format!("assemble `{}`", m.params[*p].fqn);
-                        executables
-                            .push(client.compile(text.as_bytes(), options).map_err(|source| DeviceError::Compile { program, source })?);
+                        executables.push(
+                            crate::runtime::compile(&client, cache.as_ref(), text.as_bytes(), options)
+                                .map_err(|source| DeviceError::Compile { program, source })?,
+                        );
                     }
                     Some(e)
                 }

@@ -575,13 +575,29 @@ pub const MAX_BATCH: usize = 64;
 /// Compiles every executable of the schedule ([`Schedule::executable_text`]), in parallel
 /// (PJRT compiles are thread-safe).
 fn compile_all(client: &Client, schedule: &Schedule, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
+    let cache = initc_pjrt::CompileCache::from_env(client);
     (0..schedule.executables.len())
         .into_par_iter()
         .map(|e| {
             let text = schedule.executable_text(e);
-            client.compile(text.as_bytes(), options).map_err(|source| DeviceError::Compile { program: schedule.executable_name(e), source })
+            compile(client, cache.as_ref(), text.as_bytes(), options)
+                .map_err(|source| DeviceError::Compile { program: schedule.executable_name(e), source })
         })
         .collect()
+}
+
+/// `client.compile`, through the opt-in persistent cache (`INITC_COMPILE_CACHE`, see
+/// [`initc_pjrt::CompileCache`]) when there is one.
+pub(crate) fn compile(
+    client: &Client,
+    cache: Option<&initc_pjrt::CompileCache>,
+    program: &[u8],
+    options: &CompileOptions,
+) -> Result<Executable, initc_pjrt::PjrtError> {
+    match cache {
+        Some(c) => c.compile(client, program, options).map(|(exe, _)| exe),
+        None => client.compile(program, options),
+    }
 }
 
 pub fn element_type(d: DType) -> Result<ElementType, DeviceError> {

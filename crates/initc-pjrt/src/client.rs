@@ -128,6 +128,11 @@ impl Client {
         &self.inner.plugin
     }
 
+    /// The file the client's plugin was loaded from.
+    pub fn plugin_path(&self) -> std::path::PathBuf {
+        self.inner.plugin.path().to_path_buf()
+    }
+
     fn addressable_devices(inner: &ClientInner) -> Result<Vec<Device>, PjrtError> {
         let p = &inner.plugin;
         let mut a = sys::ClientAddressableDevicesArgs::new();
@@ -201,6 +206,18 @@ impl Client {
         a.compile_options_size = opts.len();
         self.plugin().call::<sys::ClientCompile>(&mut a)?;
         let mut exe = Executable { client: self.inner.clone(), raw: a.executable, num_outputs: 0 };
+        exe.num_outputs = exe.query_num_outputs()?;
+        Ok(exe)
+    }
+
+    /// Loads an executable that [`Executable::serialize`] wrote with this plugin version.
+    pub fn deserialize(&self, bytes: &[u8]) -> Result<Executable, PjrtError> {
+        let mut a = sys::ExecutableDeserializeAndLoadArgs::new();
+        a.client = self.inner.raw;
+        a.serialized_executable = bytes.as_ptr() as *const c_char;
+        a.serialized_executable_size = bytes.len();
+        self.plugin().call::<sys::ExecutableDeserializeAndLoad>(&mut a)?;
+        let mut exe = Executable { client: self.inner.clone(), raw: a.loaded_executable, num_outputs: 0 };
         exe.num_outputs = exe.query_num_outputs()?;
         Ok(exe)
     }
@@ -380,6 +397,27 @@ impl Executable {
 
     pub fn num_outputs(&self) -> usize {
         self.num_outputs
+    }
+
+    /// The plugin's serialization of the compiled executable (`PJRT_Executable_Serialize`): loadable
+    /// by [`Client::deserialize`] with the same plugin and platform version only.
+    pub fn serialize(&self) -> Result<Vec<u8>, PjrtError> {
+        self.with_view(|e| {
+            let mut a = sys::ExecutableSerializeArgs::new();
+            a.executable = e;
+            self.client.plugin.call::<sys::ExecutableSerialize>(&mut a)?;
+            let out = if a.serialized_bytes.is_null() {
+                Vec::new()
+            } else {
+                // SAFETY: valid for `serialized_bytes_size` bytes until the deleter runs.
+                unsafe { std::slice::from_raw_parts(a.serialized_bytes as *const u8, a.serialized_bytes_size) }.to_vec()
+            };
+            if let Some(delete) = a.serialized_executable_deleter {
+                // SAFETY: called once, on what the plugin returned.
+                unsafe { delete(a.serialized_executable) };
+            }
+            Ok(out)
+        })
     }
 
     /// XLA's optimized HLO module (serialized `HloModuleProto`), for inspection.

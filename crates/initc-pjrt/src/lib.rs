@@ -9,6 +9,7 @@
 //! Plugins are found by [`discover`]. Compile options are XLA's `CompileOptionsProto`
 //! ([`CompileOptions`]), serialized with prost from `proto/xla_compile_options.proto`.
 
+mod cache;
 mod client;
 mod create;
 mod discover;
@@ -17,6 +18,7 @@ mod options;
 mod plugin;
 mod sys;
 
+pub use cache::{CACHE_ENV, CompileCache, Served};
 pub use client::{Buffer, Client, Device, ElementType, Executable, ExternalRef, MemoryStats, Upload};
 pub use create::ClientOptions;
 pub use discover::{Discovery, ENV_VAR, PluginSource, discover};

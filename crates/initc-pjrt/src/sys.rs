@@ -131,6 +131,15 @@ args! {
     ExecutableDestroyArgs { executable: *mut Executable }
     ExecutableNumOutputsArgs { executable: *mut Executable, num_outputs: usize }
     ExecutableOptimizedProgramArgs { executable: *mut Executable, program: *mut Program }
+    ExecutableSerializeArgs {
+        executable: *mut Executable, serialized_bytes: *const c_char, serialized_bytes_size: usize,
+        serialized_executable: *mut c_void, serialized_executable_deleter: Option<unsafe extern "C" fn(*mut c_void)>,
+    }
+    ExecutableDeserializeAndLoadArgs {
+        client: *mut Client, serialized_executable: *const c_char, serialized_executable_size: usize,
+        loaded_executable: *mut LoadedExecutable,
+        overridden_serialized_compile_options: *const c_char, overridden_serialized_compile_options_size: usize,
+    }
     LoadedExecutableDestroyArgs { executable: *mut LoadedExecutable }
     LoadedExecutableGetExecutableArgs { loaded: *mut LoadedExecutable, executable: *mut Executable }
     ExecuteOptions {
@@ -234,9 +243,11 @@ fns! {
     ExecutableDestroy = 45, "PJRT_Executable_Destroy", ExecutableDestroyArgs;
     ExecutableNumOutputs = 49, "PJRT_Executable_NumOutputs", ExecutableNumOutputsArgs;
     ExecutableOptimizedProgram = 53, "PJRT_Executable_OptimizedProgram", ExecutableOptimizedProgramArgs;
+    ExecutableSerialize = 54, "PJRT_Executable_Serialize", ExecutableSerializeArgs;
     LoadedExecutableDestroy = 55, "PJRT_LoadedExecutable_Destroy", LoadedExecutableDestroyArgs;
     LoadedExecutableGetExecutable = 56, "PJRT_LoadedExecutable_GetExecutable", LoadedExecutableGetExecutableArgs;
     LoadedExecutableExecute = 60, "PJRT_LoadedExecutable_Execute", ExecuteArgs;
+    ExecutableDeserializeAndLoad = 61, "PJRT_Executable_DeserializeAndLoad", ExecutableDeserializeAndLoadArgs;
     BufferDestroy = 63, "PJRT_Buffer_Destroy", BufferDestroyArgs;
     BufferElementType = 64, "PJRT_Buffer_ElementType", BufferElementTypeArgs;
     BufferDimensions = 65, "PJRT_Buffer_Dimensions", BufferDimensionsArgs;
@@ -294,6 +305,8 @@ mod tests {
             ("PJRT_Buffer_ToHostBuffer_Args", size_of::<BufferToHostArgs>(), 56),
             ("PJRT_Buffer_ReadyEvent_Args", size_of::<BufferReadyEventArgs>(), 32),
             ("PJRT_Buffer_IncreaseExternalReferenceCount_Args", size_of::<BufferExternalRefArgs>(), 24),
+            ("PJRT_Executable_Serialize_Args", size_of::<ExecutableSerializeArgs>(), 56),
+            ("PJRT_Executable_DeserializeAndLoad_Args", size_of::<ExecutableDeserializeAndLoadArgs>(), 64),
             ("PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args", size_of::<BufferDeviceMemoryPointerArgs>(), 32),
         ];
         for (name, ours, header) in cases {
@@ -380,6 +393,8 @@ mod tests {
             (ClientBufferFromHostBuffer::NAME, ClientBufferFromHostBuffer::SLOT, 27),
             (DeviceMemoryStats::NAME, DeviceMemoryStats::SLOT, 39),
             (LoadedExecutableExecute::NAME, LoadedExecutableExecute::SLOT, 60),
+            (ExecutableSerialize::NAME, ExecutableSerialize::SLOT, 54),
+            (ExecutableDeserializeAndLoad::NAME, ExecutableDeserializeAndLoad::SLOT, 61),
             (BufferToHostBuffer::NAME, BufferToHostBuffer::SLOT, 75),
             (BufferReadyEvent::NAME, BufferReadyEvent::SLOT, 77),
             (BufferIncreaseExternalReferenceCount::NAME, BufferIncreaseExternalReferenceCount::SLOT, 79),
