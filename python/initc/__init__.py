@@ -11,6 +11,11 @@ global index); see the repository README for the key derivation.
   module (or its DTensor shards) in place.
 - :mod:`initc.jax` gives a Program's parameters as ``jax.Array``s sharded over a
   ``jax.sharding.Mesh``, each process making only its addressable devices' shards.
+- :mod:`initc.device` is initc's device runtime (its own PJRT client): shards made on a GPU and
+  handed to torch or JAX through DLPack without a copy; ``initc.torch.materialize(...,
+  device="cuda")`` and ``initc.jax.materialize`` on a GPU mesh use it.
+- :mod:`initc.torchax` gives a torch model's parameters as torchax tensors over sharded
+  ``jax.Array``s, in torchax's ``initialize_model_sharded`` call shape.
 """
 
 from initc._native import InitcError, Program, Tracer, fqn_fold_data
