@@ -32,7 +32,22 @@ CASES = [
     # JAX's own 16-bit draws (an IR a frontend writes for `jax.random.*(..., dtype=bfloat16)`;
     # initializers never emit them): fast mode's 7-bit lanes and their pair tables
     ("llama3_tiny", {"jax16": True, "n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 7),
+    # torchtitan 0.3.0's fused wqkv [96,64] (reshape(concat(q, k, v)) per KV group: q's rows
+    # 0..32, k's 0..8, v's 0..8, then group 1): one shard program concatenating the parts'
+    # programs. fsdp=4 (24 rows) and fsdp=8 (12 rows) cut groups and parts mid-block.
+    ("titan030", {}, ["--rng", "jax"], 1),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "fast"], 2),
+    ("titan030", {}, ["--rng", "fast", "--mesh", "fsdp=4", "--rules", "fsdp"], 3),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "jax", "--mesh", "fsdp=4", "--rules", "fsdp"], 4),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "fast", "--mesh", "fsdp=8", "--rules", "fsdp"], 2**32 + 6),
+    ("titan030", {}, ["--rng", "jax", "--mesh", "fsdp=8", "--rules", "fsdp", "--batch", "1"], 8),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 9),
 ]
+
+# Models that are not examples: their model.toml.
+INLINE = {
+    "titan030": '[model]\npreset = "llama3"\ntorchtitan = "0.3.0"\ndim = 64\nn_layers = 2\nn_heads = 8\nn_kv_heads = 2\nvocab_size = 128\nmultiple_of = 32\n',
+}
 
 
 def initc(*args):
@@ -41,7 +56,7 @@ def initc(*args):
 
 
 def model_file(tmp, example, overrides):
-    text = open(os.path.join(ROOT, "examples", f"{example}.toml")).read()
+    text = INLINE[example] if example in INLINE else open(os.path.join(ROOT, "examples", f"{example}.toml")).read()
     for key, value in overrides.items():
         if key == "jax16":
             continue
