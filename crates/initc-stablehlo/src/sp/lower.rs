@@ -26,7 +26,10 @@
 //! the global array (`base + Σ iota_d·stride_d`), and every constant XLA would fold (uniform
 //! and truncated-normal bounds, `normal * c`) is folded on the host the way XLA folds it.
 //! Supported: parameters whose every non-scalar node has the parameter's shape (element-wise
-//! programs, which all presets are); others get [`LowerError::Unsupported`].
+//! programs, which all presets are), and row slices of a (reshaped) concatenation of such
+//! arrays (torchtitan 0.3.0's fused `wqkv`: [`lower_concat`]); others get
+//! [`LowerError::Unsupported`] (the device runtime then assembles concatenations from their
+//! parts: `initc_device::split_fused`).
 //!
 //! Definitions are made in a fixed order — keys first, then host constants, then the rest, each
 //! in node order — so that the program does not depend on the order a constructor traced its
@@ -197,14 +200,14 @@ fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
 }
 
 /// `(start, len)` if `region` of an array of shape `global` is one contiguous run of its
-/// row-major elements (a row slice: every dimension after the first one it splits is whole,
-/// every one before has extent 1).
+/// row-major elements (a row slice: every dimension before the last one it splits has extent 1).
 fn contiguous_run(global: &[u64], region: &Region) -> Option<(u64, u64)> {
     let strides = Counters::row_major(global).strides;
     let start = region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
-    let whole = match (0..global.len()).find(|&d| region.shape[d] != global[d]) {
+    // the last dimension that is not whole: every one before it has extent 1
+    let whole = match (0..global.len()).rev().find(|&d| region.shape[d] != global[d]) {
         None => true,
-        Some(first) => (first + 1..global.len()).all(|d| region.shape[d] == global[d]) && (0..first).all(|d| region.shape[d] == 1),
+        Some(last) => (0..last).all(|d| region.shape[d] == 1),
     };
     (whole || region.numel() == 0).then_some((start, region.numel()))
 }
@@ -749,5 +752,38 @@ impl Lowering<'_> {
             Op::Reshape { x } if self.m.ty(x).shape == self.global => self.get1(x, j)?,
             op => return Err(self.unsupported(format!("{v} = {} changes the layout of a non-scalar array", op.mnemonic()))),
         })
+    }
+}
+
+#[cfg(test)]
+mod concat_tests {
+    use super::*;
+
+    /// Every run `[a, b)` of a `[3,4,5]` array is covered, in order, by rectangles that are each
+    /// one contiguous run.
+    #[test]
+    fn run_rects_cover_a_run_in_order() {
+        let shape = [3u64, 4, 5];
+        for a in 0..60 {
+            for b in a..=60 {
+                let mut rects = Vec::new();
+                run_rects(&shape, a, b, &mut rects);
+                let mut pos = a;
+                for r in &rects {
+                    let (start, len) = contiguous_run(&shape, r).unwrap_or_else(|| panic!("[{a},{b}): {r:?} is not a run"));
+                    assert!(len > 0 && start == pos, "[{a},{b}): {rects:?}");
+                    pos += len;
+                }
+                assert_eq!(pos, b, "[{a},{b}): {rects:?}");
+                assert!(rects.len() <= 5, "[{a},{b}): {rects:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_column_slice_is_not_a_run() {
+        assert_eq!(contiguous_run(&[4, 6], &Region { offset: vec![1, 0], shape: vec![2, 6] }), Some((6, 12)));
+        assert_eq!(contiguous_run(&[4, 6], &Region { offset: vec![1, 2], shape: vec![1, 3] }), Some((8, 3)));
+        assert_eq!(contiguous_run(&[4, 6], &Region { offset: vec![0, 0], shape: vec![4, 3] }), None);
     }
 }

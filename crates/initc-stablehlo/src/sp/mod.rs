@@ -10,6 +10,10 @@
 //! The pipeline, one step each:
 //! - [`Lowerer::lower`] (`lower.rs`): initc module + parameter + region → [`ShardProgram`] (a `ShardProg`
 //!   and the launch's data), verified by [`verify`] before it is returned;
+//! - a concatenated parameter's row slice (torchtitan 0.3.0's `wqkv`) is one program whose
+//!   [`ShardProg::funcs`] are its pieces' own programs (each part's rectangle, lowered as if the
+//!   part were a parameter): [`Inst::Call`] with the piece's [`Slot::Piece`] words, then
+//!   [`Inst::View`] / [`Inst::Concat`] to the region;
 //! - [`Batched`] (`print.rs`): `k` launches of one program per execute, their static words in
 //!   groups of `fuse` (a transform on the program, never on its text);
 //! - [`ShardProg::print`] / [`Batched::print`] (`print.rs`): the only place StableHLO text is
