@@ -32,7 +32,39 @@ CASES = [
     # JAX's own 16-bit draws (an IR a frontend writes for `jax.random.*(..., dtype=bfloat16)`;
     # initializers never emit them): fast mode's 7-bit lanes and their pair tables
     ("llama3_tiny", {"jax16": True, "n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 7),
+    # torchtitan 0.3.0's fused wqkv [96,64] (reshape(concat(q, k, v)) per KV group: q's rows
+    # 0..32, k's 0..8, v's 0..8, then group 1): one shard program concatenating the parts'
+    # programs. fsdp=4 (24 rows) and fsdp=8 (12 rows) cut groups and parts mid-block.
+    ("titan030", {}, ["--rng", "jax"], 1),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "fast"], 2),
+    ("titan030", {}, ["--rng", "fast", "--mesh", "fsdp=4", "--rules", "fsdp"], 3),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "jax", "--mesh", "fsdp=4", "--rules", "fsdp"], 4),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "fast", "--mesh", "fsdp=8", "--rules", "fsdp"], 2**32 + 6),
+    ("titan030", {}, ["--rng", "jax", "--mesh", "fsdp=8", "--rules", "fsdp", "--batch", "1"], 8),
+    ("titan030", {"dtype": "bf16"}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 9),
+    # a concatenation whose parts' rows ([3,4], [2,4]) are not the parameter's ([4,5]): each
+    # fsdp=4 shard of 5 elements starts and ends mid-row of a part (pieces of partial rows)
+    ("concat_rows", {}, ["--rng", "fast"], 10),
+    ("concat_rows", {}, ["--rng", "jax"], 11),
 ]
+
+# Models that are not examples: IR modules (IR) and model.tomls (INLINE).
+IR = {
+    "concat_rows": """module "concat_rows" seed=0
+mesh [fsdp=4]
+%0 = seed : key
+%1 = fold_in %0, 0x00000001 : key
+%2 = normal %1 : f32[3,4]
+%3 = fold_in %0, 0x00000002 : key
+%4 = uniform %3, min=-1.0, max=1.0 : f32[2,4]
+%5 = concat %2, %4, dim=0 : f32[5,4]
+%6 = reshape %5 : f32[4,5]
+param "w" : f32[4,5] = %6, axes=[embed,mlp], init="traced", sharding=[{fsdp},{}]
+""",
+}
+INLINE = {
+    "titan030": '[model]\npreset = "llama3"\ntorchtitan = "0.3.0"\ndim = 64\nn_layers = 2\nn_heads = 8\nn_kv_heads = 2\nvocab_size = 128\nmultiple_of = 32\n',
+}
 
 
 def initc(*args):
@@ -41,7 +73,11 @@ def initc(*args):
 
 
 def model_file(tmp, example, overrides):
-    text = open(os.path.join(ROOT, "examples", f"{example}.toml")).read()
+    if example in IR:
+        path = os.path.join(tmp, f"{example}-{len(os.listdir(tmp))}.txt")
+        open(path, "w").write(IR[example])
+        return path
+    text = INLINE[example] if example in INLINE else open(os.path.join(ROOT, "examples", f"{example}.toml")).read()
     for key, value in overrides.items():
         if key == "jax16":
             continue
@@ -81,7 +117,7 @@ def main():
             exes = {}
             executes = shards = 0
             run_extra = [a for i, a in enumerate(extra) if a != "--batch" and (i == 0 or extra[i - 1] != "--batch")]
-            sharded = "--mesh" in extra
+            sharded = "--mesh" in extra or len(manifest["devices"]) > 1
             for d in manifest["devices"]:
                 k = d["mesh_device"]
                 out = os.path.join(tmp, f"cpu-{k}")

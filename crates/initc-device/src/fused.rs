@@ -1,8 +1,11 @@
 //! Parameters whose program is a row-major reshape of a concatenation (torchtitan 0.3.0's fused
-//! `wqkv`): shard programs compute only programs that are element-wise in the parameter's own
-//! index space, so each concatenated part becomes a parameter of its own (the same IR value, so
-//! the same bits) and an assembly program ([`initc_stablehlo::assembly_program`]) puts them
-//! together on the device and slices out the requested region.
+//! `wqkv`). Shard programs compute a row slice of such a parameter directly (one program that
+//! calls each part's own program on the rectangles the slice needs and concatenates them: see
+//! `initc_stablehlo::sp`); this module is the fallback for what they reject (a region that is
+//! not a row slice, a part that is not element-wise): each concatenated part becomes a
+//! parameter of its own (the same IR value, so the same bits) and an assembly program
+//! ([`initc_stablehlo::assembly_program`]) puts them together on the device and slices out the
+//! requested region.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use initc_ir::{Module, Op, Param, Value};
 use initc_pjrt::{Buffer, Client, CompileOptions, Executable};
 use initc_shard::Region;
-use initc_stablehlo::{Assembly, assembly_program};
+use initc_stablehlo::{Assembly, Lowerer, assembly_program};
 
 use crate::DeviceError;
 use crate::runtime::{Materializer, Shard};
@@ -47,10 +50,23 @@ fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
     Some((parts, *dim, m.ty(cat).shape.clone()))
 }
 
-/// The module with every concatenated parameter's parts appended as parameters
-/// (`FQN#part0`, ...), and per original parameter its [`Fused`] description (`None` for the
-/// others, which shard programs compute directly). Modules with a mesh are returned unchanged.
+/// Per parameter, whether its program is a (reshaped) concatenation.
+pub fn concatenated(m: &Module) -> Vec<bool> {
+    m.params.iter().map(|p| concat_parts(m, p.value).is_some()).collect()
+}
+
+/// The module with the parts of every concatenated parameter that shard programs cannot
+/// compute whole appended as parameters (`FQN#part0`, ...), and per original parameter its
+/// [`Fused`] description (`None` for the others, which shard programs compute directly).
+/// Modules with a mesh are returned unchanged.
 pub fn split_fused(m: &Module) -> (Module, Vec<Option<Fused>>) {
+    let lowerer = Lowerer::new(m);
+    let cat = concatenated(m);
+    split_where(m, |p| cat[p] && lowerer.lower(p, &Region::full(&m.params[p].ty.shape)).is_err())
+}
+
+/// [`split_fused`] for the concatenated parameters `split` accepts.
+fn split_where(m: &Module, split: impl Fn(usize) -> bool) -> (Module, Vec<Option<Fused>>) {
     let mut out = m.clone();
     if m.mesh.is_some() {
         return (out, vec![None; m.params.len()]);
@@ -58,7 +74,11 @@ pub fn split_fused(m: &Module) -> (Module, Vec<Option<Fused>>) {
     let fused = m
         .params
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(q, p)| {
+            if !split(q) {
+                return None;
+            }
             let (parts, dim, concat) = concat_parts(m, p.value)?;
             let mut idx = Vec::with_capacity(parts.len());
             let mut shapes = Vec::with_capacity(parts.len());
@@ -91,9 +111,9 @@ pub struct RegionRun {
     pub run: Duration,
 }
 
-/// [`Materializer::for_regions`] and one run for `seed`, for any parameter: concatenated ones
-/// ([`split_fused`]) are made from their parts and assembled on the device; the parts' buffers
-/// are freed once assembled.
+/// [`Materializer::for_regions`] and one run for `seed`, for any parameter: regions of
+/// concatenated parameters that shard programs reject are made from their parts and assembled
+/// on the device ([`split_fused`]); the parts' buffers are freed once assembled.
 pub fn materialize_regions(
     m: &Module,
     client: Client,
@@ -104,7 +124,15 @@ pub fn materialize_regions(
     seed: u64,
 ) -> Result<RegionRun, DeviceError> {
     let t0 = Instant::now();
-    let (split, fused) = split_fused(m);
+    // Which requests shard programs reject (only concatenations fall back to parts).
+    let lowerer = Lowerer::new(m);
+    let cat = concatenated(m);
+    let rejected: Vec<Vec<bool>> = requests
+        .iter()
+        .map(|list| list.iter().map(|(p, r)| cat.get(*p).copied().unwrap_or(false) && lowerer.lower(*p, r).is_err()).collect())
+        .collect();
+    let (split, fused) =
+        split_where(m, |p| requests.iter().zip(&rejected).any(|(list, rj)| list.iter().zip(rj).any(|((q, _), &no)| *q == p && no)));
     // Per request list, where each requested shard comes from: one launch or several parts.
     enum From {
         Launch(usize),
@@ -112,17 +140,17 @@ pub fn materialize_regions(
     }
     let mut sources: Vec<Vec<From>> = Vec::with_capacity(requests.len());
     let mut launches: Vec<Vec<(usize, Region)>> = Vec::with_capacity(requests.len());
-    for list in &requests {
+    for (list, rj) in requests.iter().zip(&rejected) {
         let (mut src, mut ls) = (Vec::with_capacity(list.len()), Vec::with_capacity(list.len()));
-        for (p, region) in list {
+        for ((p, region), &no) in list.iter().zip(rj) {
             let f = fused.get(*p).ok_or_else(|| DeviceError::Internal(format!("parameter index {p} out of range")))?;
             match f {
-                Some(f) => {
+                Some(f) if no => {
                     let first = ls.len();
                     ls.extend(f.parts.iter().map(|&q| (q, Region::full(&split.params[q].ty.shape))));
                     src.push(From::Parts((first..ls.len()).collect()));
                 }
-                None => {
+                _ => {
                     src.push(From::Launch(ls.len()));
                     ls.push((*p, region.clone()));
                 }
@@ -222,15 +250,33 @@ mod tests {
         out
     }
 
+    const TITAN: &str = "[model]\npreset = \"llama3\"\ntorchtitan = \"0.3.0\"\ndim = 64\nn_layers = 2\nn_heads = 8\nn_kv_heads = 2\nvocab_size = 128\nmultiple_of = 32\n";
+    const WQKV: [&str; 2] = ["layers.0.attention.qkv_linear.wqkv.weight", "layers.1.attention.qkv_linear.wqkv.weight"];
+
+    /// torchtitan 0.3.0's fused wqkv: shard programs compute it whole and in row slices, so
+    /// nothing is split; a column slice (not one run of its rows) is what falls back to parts.
+    #[test]
+    fn only_what_shard_programs_reject_is_split() {
+        let m = initc_frontend::trace_toml("t", TITAN, "t.toml").unwrap().module;
+        let (_, fused) = split_fused(&m);
+        assert!(fused.iter().all(Option::is_none));
+        let cat: Vec<&str> = m.params.iter().zip(concatenated(&m)).filter(|(_, c)| *c).map(|(p, _)| p.fqn.as_str()).collect();
+        assert_eq!(cat, WQKV);
+        let l = Lowerer::new(&m);
+        let p = m.params.iter().position(|p| p.fqn == WQKV[0]).unwrap();
+        assert!(l.lower(p, &Region { offset: vec![24, 0], shape: vec![24, 64] }).is_ok());
+        let err = l.lower(p, &Region { offset: vec![0, 0], shape: vec![96, 32] }).unwrap_err();
+        assert!(matches!(err, initc_stablehlo::LowerError::Unsupported(_)), "{err}");
+    }
+
     /// torchtitan 0.3.0's fused wqkv: the CPU engine's value of the parameter is its parts'
     /// values put together as the assembly program does (reshape, concat, reshape).
     #[test]
     fn fused_parameters_are_their_parts_concatenated() {
-        let src = "[model]\npreset = \"llama3\"\ntorchtitan = \"0.3.0\"\ndim = 64\nn_layers = 2\nn_heads = 8\nn_kv_heads = 2\nvocab_size = 128\nmultiple_of = 32\n";
-        let m = initc_frontend::trace_toml("t", src, "t.toml").unwrap().module;
-        let (split, fused) = split_fused(&m);
+        let m = initc_frontend::trace_toml("t", TITAN, "t.toml").unwrap().module;
+        let (split, fused) = split_where(&m, |_| true);
         let found: Vec<&str> = m.params.iter().zip(&fused).filter(|(_, f)| f.is_some()).map(|(p, _)| p.fqn.as_str()).collect();
-        assert_eq!(found, ["layers.0.attention.qkv_linear.wqkv.weight", "layers.1.attention.qkv_linear.wqkv.weight"]);
+        assert_eq!(found, WQKV);
         for (p, f) in m.params.iter().zip(&fused) {
             let Some(f) = f else { continue };
             let a = &f.assembly;

@@ -20,7 +20,7 @@ mod runtime;
 mod schedule;
 mod verify;
 
-pub use fused::{Fused, RegionRun, materialize_regions, split_fused};
+pub use fused::{Fused, RegionRun, concatenated, materialize_regions, split_fused};
 pub use pack::{ChainOp, TableSpec, pack_static, table_specs};
 pub use plan::{Batch, DeviceLaunches, DevicePlan, FUSE, Launch, Program, region_of};
 pub use runtime::{DEFAULT_THREADS, DeviceShards, ExecuteSpan, MAX_BATCH, Materialized, Materializer, Shard, assign, element_type};

@@ -6,7 +6,8 @@
 use initc_cpu::{Buf, Evaluator, Idx};
 use initc_ir::{BinaryOp, UnaryOp};
 use initc_rng::Half;
-use initc_stablehlo::{ChainStep, HostValue, Slot, TableDef, TableDraw};
+use initc_shard::Region;
+use initc_stablehlo::{ChainStep, HostValue, LaunchData, ShardProg, Slot, TableDef, TableDraw};
 
 use crate::DeviceError;
 use crate::plan::{Launch, Program};
@@ -115,28 +116,49 @@ pub fn table_specs(ev: &Evaluator, launch: &Launch) -> Vec<TableSpec> {
 /// The static words of `launch` (of `program`) for the evaluator's seed (only the
 /// [`Slot::Key`] words depend on it).
 pub fn pack_static(m: &initc_ir::Module, ev: &Evaluator, program: &Program, launch: &Launch) -> Result<Vec<u32>, DeviceError> {
-    let global = &m.params[launch.param].ty.shape;
-    let strides = initc_cpu::strides(global);
-    let base: u64 = launch.region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
     let mut out = Vec::with_capacity(program.ir.words());
-    let mut values = launch.data.values.iter();
-    let missing = |what: String| DeviceError::LaunchData { fqn: m.params[launch.param].fqn.clone(), what };
-    for slot in &program.ir.slots {
+    let fqn = &m.params[launch.param].fqn;
+    pack_words(ev, &program.ir, &m.params[launch.param].ty.shape, &launch.region, &launch.data, fqn, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the words of `prog`'s slots for `region` of an array of shape `global` (a
+/// parameter's, or a concatenated part's for a [`Slot::Piece`]).
+fn pack_words(
+    ev: &Evaluator,
+    prog: &ShardProg,
+    global: &[u64],
+    region: &Region,
+    data: &LaunchData,
+    fqn: &str,
+    out: &mut Vec<u32>,
+) -> Result<(), DeviceError> {
+    let strides = initc_cpu::strides(global);
+    let base: u64 = region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
+    let mut values = data.values.iter();
+    let mut pieces = data.pieces.iter();
+    let missing = |what: String| DeviceError::LaunchData { fqn: fqn.to_string(), what };
+    for slot in &prog.slots {
         match *slot {
-            Slot::Base => push_u64(&mut out, base),
-            Slot::GroupBase(lanes) => push_u64(&mut out, base / lanes),
-            Slot::Offset(d) => push_u64(&mut out, *launch.region.offset.get(d).ok_or_else(|| missing(format!("an offset in dim {d}")))?),
+            Slot::Base => push_u64(out, base),
+            Slot::GroupBase(lanes) => push_u64(out, base / lanes),
+            Slot::Offset(d) => push_u64(out, *region.offset.get(d).ok_or_else(|| missing(format!("an offset in dim {d}")))?),
             Slot::Key(i) => {
-                let &k = launch.data.keys.get(i).ok_or_else(|| missing(format!("key {i}")))?;
+                let &k = data.keys.get(i).ok_or_else(|| missing(format!("key {i}")))?;
                 let [k0, k1] = ev.key(k);
                 out.extend([k0, k1, k0 ^ k1 ^ initc_rng::THREEFRY_PARITY]);
             }
             Slot::Bf16Table => {} // an argument of its own: `table_specs`
             Slot::Scalar(dt) => {
                 let b = host_bits(ev, values.next().ok_or_else(|| missing(format!("the value of a {} scalar", dt.name())))?);
-                if dt.size_bytes() == 8 { push_u64(&mut out, b) } else { out.push(b as u32) }
+                if dt.size_bytes() == 8 { push_u64(out, b) } else { out.push(b as u32) }
+            }
+            Slot::Piece { func, .. } => {
+                let piece = pieces.next().ok_or_else(|| missing("a piece".into()))?;
+                let f = prog.funcs.get(func).ok_or_else(|| missing(format!("piece program {func}")))?;
+                pack_words(ev, f, &piece.global, &piece.region, &piece.data, fqn, out)?;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -39,9 +39,9 @@ impl Program {
     /// grows with its size (16 launches of an 8B f32 program: 3.5 s, of a bf16 table program:
     /// 1.9 s; the target is 3 s).
     pub fn default_batch(&self) -> usize {
-        if !self.ir.slots.iter().any(|s| matches!(s, Slot::Key(_))) {
+        if !self.ir.any_slot(|s| matches!(s, Slot::Key(_))) {
             crate::MAX_BATCH
-        } else if self.ir.slots.contains(&Slot::Bf16Table) {
+        } else if self.ir.any_slot(|s| s == Slot::Bf16Table) {
             16
         } else {
             8

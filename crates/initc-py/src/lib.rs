@@ -380,11 +380,13 @@ impl Program {
     }
 
     /// Parameters whose program is a reshape of a concatenation (torchtitan 0.3.0's fused
-    /// `wqkv`): the device runtime makes their parts and assembles them on the device.
+    /// `wqkv`; their init string names their parts' initializer): the device runtime computes
+    /// a row slice of one with one shard program, other regions from its parts assembled on the
+    /// device.
     #[getter]
     fn fused(&self) -> Vec<String> {
-        let (_, fused) = initc_device::split_fused(&self.m);
-        self.m.params.iter().zip(fused).filter(|(_, f)| f.is_some()).map(|(p, _)| p.fqn.clone()).collect()
+        let cat = initc_device::concatenated(&self.m);
+        self.m.params.iter().zip(cat).filter(|(_, c)| *c).map(|(p, _)| p.fqn.clone()).collect()
     }
 
     /// Computes the rectangle `offset`/`shape` (default: all) of parameter `fqn` with the CPU

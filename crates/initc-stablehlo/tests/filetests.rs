@@ -73,6 +73,12 @@ fn launch_data(d: &LaunchData) -> String {
     for (i, TableDef { draw, chain }) in d.tables.iter().enumerate() {
         let _ = writeln!(s, "table{i} = {draw:?} then {chain:?}");
     }
+    for (i, p) in d.pieces.iter().enumerate() {
+        let _ = writeln!(s, "piece{i} = {:?} offset={:?} shape={:?}", p.global, p.region.offset, p.region.shape);
+        for line in launch_data(&p.data).lines() {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
     s
 }
 

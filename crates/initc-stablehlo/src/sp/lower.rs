@@ -26,7 +26,10 @@
 //! the global array (`base + Σ iota_d·stride_d`), and every constant XLA would fold (uniform
 //! and truncated-normal bounds, `normal * c`) is folded on the host the way XLA folds it.
 //! Supported: parameters whose every non-scalar node has the parameter's shape (element-wise
-//! programs, which all presets are); others get [`LowerError::Unsupported`].
+//! programs, which all presets are), and row slices of a (reshaped) concatenation of such
+//! arrays (torchtitan 0.3.0's fused `wqkv`: [`lower_concat`]); others get
+//! [`LowerError::Unsupported`] (the device runtime then assembles concatenations from their
+//! parts: `initc_device::split_fused`).
 //!
 //! Definitions are made in a fixed order — keys first, then host constants, then the rest, each
 //! in node order — so that the program does not depend on the order a constructor traced its
@@ -37,7 +40,9 @@ use std::collections::HashMap;
 use initc_ir::{BinaryOp, DType, Module, Op, UnaryOp, Value};
 use initc_shard::Region;
 
-use super::{Counters, Def, Draw, HostValue, Id, Inst, Lane, LaunchData, ShardProg, ShardProgram, Slot, TableDef, TableDraw, Ty, verify};
+use super::{
+    Counters, Def, Draw, HostValue, Id, Inst, Lane, LaunchData, Piece, ShardProg, ShardProgram, Slot, TableDef, TableDraw, Ty, verify,
+};
 use crate::LowerError;
 use crate::rng::{fast_truncation_is_vacuous, truncated_bits, uniform_bits};
 use crate::text::elem;
@@ -62,16 +67,23 @@ impl<'m> Lowerer<'m> {
 
     /// The program computing `region` of parameter `param`, verified.
     pub fn lower(&self, param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
-        lower(self.m, &self.seeded, param, region)
+        let p = &self.m.params[param];
+        match concat_parts(self.m, p.value) {
+            Some(c) => lower_concat(self.m, &self.seeded, &p.fqn, p.value, &c, region),
+            None => lower_value(self.m, &self.seeded, &p.fqn, p.value, region).map(|(sp, _)| sp),
+        }
     }
 }
 
-fn lower(m: &Module, seeded: &[bool], param: usize, region: &Region) -> Result<ShardProgram, LowerError> {
-    let p = &m.params[param];
+/// The program computing `region` of the array `value` (a parameter's, or a concatenated
+/// part's), its counters the flat indices in that array.
+/// Also returns the program's op names (`normal·mul`), for a concatenation's summary.
+fn lower_value(m: &Module, seeded: &[bool], fqn: &str, value: Value, region: &Region) -> Result<(ShardProgram, String), LowerError> {
+    let p = initc_ir::Param { fqn: fqn.to_string(), value, ty: m.ty(value).clone(), axes: Vec::new(), init: String::new(), sharding: None };
     let global = p.ty.shape.clone();
     let cone = cone(m, p.value);
-    let lanes = packed_lanes(m, param, region, &cone);
-    let flat = computes_flat(m, param, region, &cone);
+    let lanes = packed_lanes(m, &p.ty, region, &cone);
+    let flat = computes_flat(&p.ty.shape, region, &cone, m);
     let (counters, compute) = if flat {
         // one run of the row-major elements: counters are base + iota (groups stay whole:
         // packed_lanes only packs when the last dims and offsets are multiples of L)
@@ -137,7 +149,8 @@ fn lower(m: &Module, seeded: &[bool], param: usize, region: &Region) -> Result<S
     };
     let mut ops = std::mem::take(&mut e.ops);
     ops.dedup();
-    let summary = format!("{} {}{:?}", ops.join("·"), elem(dt), region.shape);
+    let ops = ops.join("·");
+    let summary = format!("{ops} {}{:?}", elem(dt), region.shape);
     let prog = ShardProg {
         rng: m.rng,
         counters: Counters::row_major(&counters),
@@ -148,9 +161,218 @@ fn lower(m: &Module, seeded: &[bool], param: usize, region: &Region) -> Result<S
         slots: e.slots,
         defs: e.defs,
         result: out,
+        funcs: Vec::new(),
     };
     verify(&prog).map_err(|err| LowerError::Verify { fqn: p.fqn.clone(), err })?;
-    Ok(ShardProgram { prog, data: e.data, summary })
+    Ok((ShardProgram { prog, data: e.data, summary }, ops))
+}
+
+/// A concatenation's parts, as [`concat_parts`] finds them.
+struct Concat {
+    /// Per part, its own array (a reshape's operand, or the concatenated value itself) and its
+    /// shape as concatenated (a row-major reshape of the own array).
+    parts: Vec<(Value, Vec<u64>)>,
+    dim: usize,
+    /// The concatenation's shape (the parameter's is a row-major reshape of it).
+    shape: Vec<u64>,
+}
+
+/// The parts of `v` if it is `concat(xs)` or `reshape(concat(xs))`, each `x` an array or a
+/// reshape of one (torchtitan 0.3.0's fused `wqkv`).
+fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
+    let cat = match m.node(v).op {
+        Op::Reshape { x } if matches!(m.node(x).op, Op::Concat { .. }) => x,
+        Op::Concat { .. } => v,
+        _ => return None,
+    };
+    let Op::Concat { xs, dim } = &m.node(cat).op else { return None };
+    let parts = xs
+        .iter()
+        .map(|&x| {
+            let own = match m.node(x).op {
+                Op::Reshape { x: y } => y,
+                _ => x,
+            };
+            (own, m.ty(x).shape.clone())
+        })
+        .collect();
+    Some(Concat { parts, dim: *dim as usize, shape: m.ty(cat).shape.clone() })
+}
+
+/// `(start, len)` if `region` of an array of shape `global` is one contiguous run of its
+/// row-major elements (a row slice: every dimension before the last one it splits has extent 1).
+fn contiguous_run(global: &[u64], region: &Region) -> Option<(u64, u64)> {
+    let strides = Counters::row_major(global).strides;
+    let start = region.offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
+    // the last dimension that is not whole: every one before it has extent 1
+    let whole = match (0..global.len()).rev().find(|&d| region.shape[d] != global[d]) {
+        None => true,
+        Some(last) => (0..last).all(|d| region.shape[d] == 1),
+    };
+    (whole || region.numel() == 0).then_some((start, region.numel()))
+}
+
+/// Rectangles of an array of shape `shape` that cover its row-major elements `[a, b)`, in
+/// order, each one contiguous run (a partial first row, whole rows, a partial last row,
+/// recursively).
+fn run_rects(shape: &[u64], a: u64, b: u64, out: &mut Vec<Region>) {
+    if a >= b {
+        return;
+    }
+    if shape.len() <= 1 {
+        out.push(Region { offset: vec![a], shape: vec![b - a] });
+        return;
+    }
+    let row: u64 = shape[1..].iter().product();
+    // `[a, b)` within row `r` (`a`, `b` relative to the row's start), as rectangles of extent 1
+    // in dim 0
+    let within =
+        |r: u64, a: u64, b: u64, out: &mut Vec<Region>| {
+            let mut sub = Vec::new();
+            run_rects(&shape[1..], a, b, &mut sub);
+            out.extend(sub.into_iter().map(|s| Region {
+                offset: std::iter::once(r).chain(s.offset).collect(),
+                shape: std::iter::once(1).chain(s.shape).collect(),
+            }));
+        };
+    let (r0, r1) = (a.div_ceil(row), b / row);
+    if r0 > r1 {
+        let r = a / row;
+        within(r, a - r * row, b - r * row, out);
+        return;
+    }
+    if a < r0 * row {
+        within(r0 - 1, a - (r0 - 1) * row, row, out);
+    }
+    if r0 < r1 {
+        out.push(Region {
+            offset: std::iter::once(r0).chain(shape[1..].iter().map(|_| 0)).collect(),
+            shape: std::iter::once(r1 - r0).chain(shape[1..].iter().copied()).collect(),
+        });
+    }
+    if r1 * row < b {
+        within(r1, 0, b - r1 * row, out);
+    }
+}
+
+/// The program computing `region` (a row slice) of `value = [reshape](concat(parts))`: per
+/// piece of the region that comes from one part (a sub-rectangle of the part, which the
+/// concatenation's row-major layout gives), the part's own program for that rectangle (its
+/// counters the part's own flat indices, as if the part were a parameter), called as
+/// `@piece{i}` with its slice of the static words; the pieces are flattened, concatenated and
+/// reshaped to the region. Pieces with equal programs share one function, so every layer's
+/// fused parameter of one shape has one program (its pieces' keys and bases are launch data).
+fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat, region: &Region) -> Result<ShardProgram, LowerError> {
+    let unsupported = |what: String| {
+        LowerError::Unsupported(format!(
+            "parameter `{fqn}`: {what}; shard programs compute a concatenation of element-wise parts in row slices"
+        ))
+    };
+    let ty = m.ty(value);
+    let (global, dt) = (&ty.shape, ty.dtype);
+    let (start, len) = contiguous_run(global, region).ok_or_else(|| {
+        unsupported(format!("the region offset={:?} shape={:?} is not one run of its row-major elements", region.offset, region.shape))
+    })?;
+    let d = c.dim;
+    let concat_numel: u64 = c.shape.iter().product();
+    let fits = d < c.shape.len()
+        && concat_numel == ty.numel().unwrap_or(u64::MAX)
+        && c.parts.iter().all(|(own, view)| {
+            view.len() == c.shape.len()
+                && (0..view.len()).all(|k| k == d || view[k] == c.shape[k])
+                && m.ty(*own).numel() == Some(view.iter().product())
+                && m.ty(*own).dtype == dt
+                && !m.ty(*own).shape.is_empty()
+        });
+    if !fits {
+        return Err(unsupported(format!("its concatenation {:?} along dim {d} is not a row-major view of its parts", c.shape)));
+    }
+    // The concatenation's row-major elements: for each index `o` of the dims before `d`, one
+    // chunk of each part in turn (`view[d] * inner` elements: the part's own elements
+    // `o * chunk ..`).
+    let inner: u64 = c.shape[d + 1..].iter().product();
+    let chunks: Vec<u64> = c.parts.iter().map(|(_, view)| view[d] * inner).collect();
+    let row: u64 = chunks.iter().sum();
+    let mut pieces: Vec<(usize, Region)> = Vec::new();
+    let (mut pos, end) = (start, start + len);
+    while pos < end {
+        let (o, r) = (pos / row, pos % row);
+        let (mut i, mut acc) = (0, 0);
+        while r >= acc + chunks[i] {
+            acc += chunks[i];
+            i += 1;
+        }
+        let at = r - acc;
+        let n = (end - pos).min(chunks[i] - at);
+        let mut rects = Vec::new();
+        run_rects(&m.ty(c.parts[i].0).shape, o * chunks[i] + at, o * chunks[i] + at + n, &mut rects);
+        pieces.extend(rects.into_iter().map(|rect| (i, rect)));
+        pos += n;
+    }
+    if pieces.is_empty() {
+        // an empty region: an empty rectangle of the first part
+        let own = &m.ty(c.parts[0].0).shape;
+        pieces.push((0, Region { offset: vec![0; own.len()], shape: std::iter::once(0).chain(own[1..].iter().copied()).collect() }));
+    }
+    let mut funcs: Vec<ShardProg> = Vec::new();
+    let mut ops: Vec<String> = Vec::new();
+    let mut slots = vec![Slot::Base];
+    let mut defs: Vec<Def> = Vec::new();
+    let mut data = LaunchData::default();
+    let mut flat = Vec::with_capacity(pieces.len());
+    let def = |defs: &mut Vec<Def>, inst: Inst, ty: Ty| {
+        defs.push(Def { inst, ty });
+        Id(defs.len() as u32 - 1)
+    };
+    for (i, rect) in pieces {
+        let own = c.parts[i].0;
+        let (sp, op) = lower_value(m, seeded, &format!("{fqn}#part{i}"), own, &rect)?;
+        let func = match funcs.iter().position(|f| *f == sp.prog) {
+            Some(f) => f,
+            None => {
+                // functions are named by their counters' strides: equal strides must mean
+                // equal counters
+                if funcs.iter().any(|f| f.counters.strides == sp.prog.counters.strides && f.counters != sp.prog.counters) {
+                    return Err(unsupported("parts whose counters differ only in width".into()));
+                }
+                funcs.push(sp.prog.clone());
+                ops.push(op);
+                funcs.len() - 1
+            }
+        };
+        let start: usize = slots.iter().map(|s| s.words()).sum();
+        slots.push(Slot::Piece { func, words: sp.prog.words() });
+        let mut tables = Vec::with_capacity(sp.data.tables.len());
+        for t in &sp.data.tables {
+            let index = slots.iter().filter(|s| **s == Slot::Bf16Table).count();
+            slots.push(Slot::Bf16Table);
+            data.tables.push(t.clone());
+            tables.push(def(&mut defs, Inst::Table { index }, Ty::table()));
+        }
+        let call = def(&mut defs, Inst::Call { func, start, tables }, Ty::new(&sp.prog.shape, dt));
+        flat.push(def(&mut defs, Inst::View { x: call }, Ty::new(&[rect.numel()], dt)));
+        data.pieces.push(Piece { global: m.ty(own).shape.clone(), region: rect, data: sp.data });
+    }
+    let cat = match flat[..] {
+        [one] => one,
+        _ => def(&mut defs, Inst::Concat { xs: flat }, Ty::new(&[region.numel()], dt)),
+    };
+    let result = def(&mut defs, Inst::View { x: cat }, Ty::new(&region.shape, dt));
+    let prog = ShardProg {
+        rng: m.rng,
+        counters: Counters::row_major(global),
+        lanes: 1,
+        compute: region.shape.clone(),
+        shape: region.shape.clone(),
+        dtype: dt,
+        slots,
+        defs,
+        result,
+        funcs,
+    };
+    verify(&prog).map_err(|err| LowerError::Verify { fqn: fqn.to_string(), err })?;
+    let summary = format!("concat({}) {}{:?}", ops.join(", "), elem(dt), region.shape);
+    Ok(ShardProgram { prog, data, summary })
 }
 
 /// Fast mode feeds `L` consecutive elements from one threefry block (`L = 64 / w` for width
@@ -160,10 +382,9 @@ fn lower(m: &Module, seeded: &[bool], param: usize, region: &Region) -> Result<S
 /// converted packs 2 lanes of the f32 draw into one 32-bit store), the `L` results fit one
 /// 64-bit word, and the last dimension of the array, of the shard and of the shard's offset are
 /// multiples of `L` (so no group straddles shards). Returns `L`, or 1 for the element-wise form.
-fn packed_lanes(m: &Module, param: usize, region: &Region, cone: &[Value]) -> u64 {
-    let p = &m.params[param];
-    let dt = p.ty.dtype;
-    if m.rng != initc_ir::RngMode::Fast || p.ty.shape.is_empty() || dt == DType::Bool || dt == DType::Key || dt.size_bytes() > 4 {
+fn packed_lanes(m: &Module, ty: &initc_ir::Type, region: &Region, cone: &[Value]) -> u64 {
+    let dt = ty.dtype;
+    if m.rng != initc_ir::RngMode::Fast || ty.shape.is_empty() || dt == DType::Bool || dt == DType::Key || dt.size_bytes() > 4 {
         return 1;
     }
     let width = 8 * dt.size_bytes() as u32;
@@ -184,8 +405,8 @@ fn packed_lanes(m: &Module, param: usize, region: &Region, cone: &[Value]) -> u6
         lanes = Some(l);
     }
     let lanes = lanes.unwrap_or_else(|| initc_rng::fast_lanes(width));
-    let last = p.ty.shape.len() - 1;
-    if !p.ty.shape[last].is_multiple_of(lanes) || !region.shape[last].is_multiple_of(lanes) || !region.offset[last].is_multiple_of(lanes) {
+    let last = ty.shape.len() - 1;
+    if !ty.shape[last].is_multiple_of(lanes) || !region.shape[last].is_multiple_of(lanes) || !region.offset[last].is_multiple_of(lanes) {
         return 1;
     }
     lanes
@@ -195,8 +416,7 @@ fn packed_lanes(m: &Module, param: usize, region: &Region, cone: &[Value]) -> u6
 /// contiguous run of the parameter's row-major order (every dimension after the first one the
 /// shard splits is whole, every one before it has extent 1), the parameter has at least two
 /// dimensions and no node of its program reads per-dimension coordinates (`iota`).
-fn computes_flat(m: &Module, param: usize, region: &Region, cone: &[Value]) -> bool {
-    let global = &m.params[param].ty.shape;
+fn computes_flat(global: &[u64], region: &Region, cone: &[Value], m: &Module) -> bool {
     if global.len() < 2 || region.numel() == 0 || cone.iter().any(|&v| matches!(m.node(v).op, Op::Iota { .. })) {
         return false;
     }
@@ -532,5 +752,38 @@ impl Lowering<'_> {
             Op::Reshape { x } if self.m.ty(x).shape == self.global => self.get1(x, j)?,
             op => return Err(self.unsupported(format!("{v} = {} changes the layout of a non-scalar array", op.mnemonic()))),
         })
+    }
+}
+
+#[cfg(test)]
+mod concat_tests {
+    use super::*;
+
+    /// Every run `[a, b)` of a `[3,4,5]` array is covered, in order, by rectangles that are each
+    /// one contiguous run.
+    #[test]
+    fn run_rects_cover_a_run_in_order() {
+        let shape = [3u64, 4, 5];
+        for a in 0..60 {
+            for b in a..=60 {
+                let mut rects = Vec::new();
+                run_rects(&shape, a, b, &mut rects);
+                let mut pos = a;
+                for r in &rects {
+                    let (start, len) = contiguous_run(&shape, r).unwrap_or_else(|| panic!("[{a},{b}): {r:?} is not a run"));
+                    assert!(len > 0 && start == pos, "[{a},{b}): {rects:?}");
+                    pos += len;
+                }
+                assert_eq!(pos, b, "[{a},{b}): {rects:?}");
+                assert!(rects.len() <= 5, "[{a},{b}): {rects:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_column_slice_is_not_a_run() {
+        assert_eq!(contiguous_run(&[4, 6], &Region { offset: vec![1, 0], shape: vec![2, 6] }), Some((6, 12)));
+        assert_eq!(contiguous_run(&[4, 6], &Region { offset: vec![1, 2], shape: vec![1, 3] }), Some((8, 3)));
+        assert_eq!(contiguous_run(&[4, 6], &Region { offset: vec![0, 0], shape: vec![4, 3] }), None);
     }
 }

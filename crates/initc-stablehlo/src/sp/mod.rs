@@ -10,6 +10,10 @@
 //! The pipeline, one step each:
 //! - [`Lowerer::lower`] (`lower.rs`): initc module + parameter + region → [`ShardProgram`] (a `ShardProg`
 //!   and the launch's data), verified by [`verify`] before it is returned;
+//! - a concatenated parameter's row slice (torchtitan 0.3.0's `wqkv`) is one program whose
+//!   [`ShardProg::funcs`] are its pieces' own programs (each part's rectangle, lowered as if the
+//!   part were a parameter): [`Inst::Call`] with the piece's [`Slot::Piece`] words, then
+//!   [`Inst::View`] / [`Inst::Concat`] to the region;
 //! - [`Batched`] (`print.rs`): `k` launches of one program per execute, their static words in
 //!   groups of `fuse` (a transform on the program, never on its text);
 //! - [`ShardProg::print`] / [`Batched::print`] (`print.rs`): the only place StableHLO text is
@@ -57,6 +61,10 @@ pub enum Slot {
     /// A bf16 pair table ([`TableDef`]): not in the words but an argument of its own,
     /// `tensor<16384xui32>`, after the static words (the `i`-th table slot is `%arg{1 + i}`).
     Bf16Table,
+    /// The static words of one piece of a concatenated parameter ([`Inst::Call`]): the words
+    /// of [`ShardProg::funcs`]`[func]` (`words` of them), packed from the next of the launch's
+    /// [`LaunchData::pieces`]. The piece's tables are the [`Slot::Bf16Table`]s after it.
+    Piece { func: usize, words: usize },
 }
 
 impl Slot {
@@ -72,6 +80,7 @@ impl Slot {
             }
             Slot::Key(_) => 3,
             Slot::Bf16Table => 0,
+            Slot::Piece { words, .. } => words,
         }
     }
 }
@@ -85,6 +94,7 @@ impl fmt::Display for Slot {
             Slot::Scalar(d) => write!(f, "scalar {}", d.name()),
             Slot::Key(i) => write!(f, "key{i}"),
             Slot::Bf16Table => f.write_str("table"),
+            Slot::Piece { func, words } => write!(f, "piece{func}/{words}"),
         }
     }
 }
@@ -134,8 +144,22 @@ pub struct LaunchData {
     pub values: Vec<HostValue>,
     /// The key nodes of the [`Slot::Key`]s, in key order (the host evaluates them per seed).
     pub keys: Vec<Value>,
-    /// The tables of the [`Slot::Bf16Table`]s, in slot order.
+    /// The tables of the [`Slot::Bf16Table`]s, in slot order (a concatenated parameter's:
+    /// its pieces' tables, in piece order).
     pub tables: Vec<TableDef>,
+    /// The launches of the [`Slot::Piece`]s, in slot order.
+    pub pieces: Vec<Piece>,
+}
+
+/// One piece of a concatenated parameter's launch: a rectangle of one concatenated part,
+/// computed like a parameter of its own (its counters are its flat indices in the part).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The part's own shape (a [`Slot::Base`] is the flat index of `region`'s first element in
+    /// it).
+    pub global: Vec<u64>,
+    pub region: initc_shard::Region,
+    pub data: LaunchData,
 }
 
 /// A value of a shard program: the index of the definition that computes it.
@@ -319,6 +343,21 @@ pub enum Inst {
     ToLocal {
         x: Id,
     },
+    /// [`ShardProg::funcs`]`[func]` called with the words of the [`Slot::Piece`] at `start` and
+    /// its table arguments: one piece of a concatenated parameter, in the piece's shape.
+    Call {
+        func: usize,
+        start: usize,
+        tables: Vec<Id>,
+    },
+    /// A row-major reshape of `x` to the result type (same element count and dtype).
+    View {
+        x: Id,
+    },
+    /// One-dimensional values concatenated, in order.
+    Concat {
+        xs: Vec<Id>,
+    },
 }
 
 impl Inst {
@@ -333,6 +372,9 @@ impl Inst {
             Inst::Binary { a, b, .. } | Inst::Compare { a, b, .. } => vec![*a, *b],
             Inst::Select { pred, on_true, on_false } => vec![*pred, *on_true, *on_false],
             Inst::Pack { lanes } => lanes.clone(),
+            Inst::Call { tables, .. } => tables.clone(),
+            Inst::View { x } => vec![*x],
+            Inst::Concat { xs } => xs.clone(),
         }
     }
 }
@@ -388,6 +430,9 @@ pub struct ShardProg {
     pub slots: Vec<Slot>,
     pub defs: Vec<Def>,
     pub result: Id,
+    /// The distinct programs of a concatenated parameter's pieces ([`Inst::Call`]; empty for
+    /// every other parameter), printed as private functions `@piece{i}`.
+    pub funcs: Vec<ShardProg>,
 }
 
 impl ShardProg {
@@ -415,6 +460,11 @@ impl ShardProg {
 
     pub fn ty(&self, v: Id) -> &Ty {
         &self.defs[v.index()].ty
+    }
+
+    /// Whether the program or one of its pieces' has a slot `f` accepts.
+    pub fn any_slot(&self, f: impl Fn(Slot) -> bool + Copy) -> bool {
+        self.slots.iter().any(|&s| f(s)) || self.funcs.iter().any(|p| p.any_slot(f))
     }
 }
 
@@ -461,10 +511,25 @@ impl fmt::Display for ShardProg {
                 Inst::Pack { lanes } => write!(f, "pack {}", ids(lanes))?,
                 Inst::Unpair { pair } => write!(f, "unpair {pair}")?,
                 Inst::ToLocal { x } => write!(f, "to_local {x}")?,
+                Inst::Call { func, start, tables } => {
+                    write!(f, "call piece{func} words[{}..{}]", start, start + self.funcs.get(*func).map_or(0, ShardProg::words))?;
+                    if !tables.is_empty() {
+                        write!(f, ", {}", ids(tables))?;
+                    }
+                }
+                Inst::View { x } => write!(f, "view {x}")?,
+                Inst::Concat { xs } => write!(f, "concat {}", ids(xs))?,
             }
             writeln!(f, " : {}", d.ty)?;
         }
-        writeln!(f, "return {}", self.result)
+        writeln!(f, "return {}", self.result)?;
+        for (i, p) in self.funcs.iter().enumerate() {
+            writeln!(f, "piece{i}:")?;
+            for line in p.to_string().lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        Ok(())
     }
 }
 

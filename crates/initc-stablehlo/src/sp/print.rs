@@ -109,6 +109,22 @@ impl ShardProg {
     /// The program as function `name` (`public @main`, `private @shard_main`), its private
     /// functions and the module's closing brace.
     fn print_funcs(&self, text: &mut String, name: &str) {
+        let mut private = Vec::new();
+        self.print_func(text, name, &mut private);
+        // a concatenated parameter's pieces: `@piece{i}`, each with its own draws' functions
+        // (equal functions, e.g. of pieces with equal counters, printed once)
+        for (i, f) in self.funcs.iter().enumerate() {
+            f.print_func(text, &format!("private @piece{i}"), &mut private);
+        }
+        for f in private {
+            text.push_str(&f);
+        }
+        text.push_str("}\n");
+    }
+
+    /// The program as function `name`; its private functions are added to `private` (each
+    /// text once).
+    fn print_func(&self, text: &mut String, name: &str, private: &mut Vec<String>) {
         let mut p = Printer { prog: self, body: Body::new("shard"), funcs: Funcs::shard(&self.counters, self.rng), vals: Vec::new() };
         p.body.loc = None;
         let arg0 = Val { name: "%arg0".into(), ty: tensor(&[self.words() as u64], "ui32") };
@@ -125,9 +141,10 @@ impl ShardProg {
         }
         text.push_str("  }\n");
         for f in std::mem::take(&mut p.funcs.text) {
-            text.push_str(&f);
+            if !private.contains(&f) {
+                private.push(f);
+            }
         }
-        text.push_str("}\n");
     }
 }
 
@@ -248,6 +265,20 @@ impl Printer<'_> {
             }
             Inst::Convert { x } => self.body.op("stablehlo.convert", &[&self.v(*x)], "", &out),
             Inst::Pack { lanes } => self.pack(ty, lanes),
+            Inst::Call { func, start, tables } => {
+                let callee = &self.prog.funcs[*func];
+                let words = self.slice(arg0, *start, callee.words());
+                let mut args = vec![words];
+                args.extend(tables.iter().map(|&t| self.v(t)));
+                let refs: Vec<&Val> = args.iter().collect();
+                self.body.call(&format!("piece{func}"), &refs, &[out]).remove(0)
+            }
+            Inst::View { x } => self.body.op("stablehlo.reshape", &[&self.v(*x)], "", &out),
+            Inst::Concat { xs } => {
+                let xs: Vec<Val> = xs.iter().map(|&x| self.v(x)).collect();
+                let refs: Vec<&Val> = xs.iter().collect();
+                self.body.op("stablehlo.concatenate", &refs, "dimension = 0 : i64", &out)
+            }
             Inst::Unpair { pair } => {
                 let pair = self.v(*pair);
                 let mut split = self.prog.compute.clone();

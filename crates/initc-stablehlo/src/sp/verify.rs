@@ -30,6 +30,14 @@ pub enum VerifyError {
     NoBase { found: String },
     #[error("slot {slot}: key {found} where key {expected} comes next")]
     KeyOrder { slot: usize, expected: usize, found: usize },
+    #[error("slot {slot}: piece {func} of {funcs} with {words} words (its program has {expected})")]
+    BadPiece { slot: usize, func: usize, funcs: usize, words: usize, expected: usize },
+    #[error("{inst}: {given} table arguments for a piece of {expected}")]
+    CallTables { inst: Id, expected: usize, given: usize },
+    #[error("{inst}: {found} is not {expected}")]
+    Shape { inst: Id, expected: String, found: Ty },
+    #[error("piece {func}: {err}")]
+    InPiece { func: usize, err: Box<VerifyError> },
 }
 
 /// Checks `p`'s invariants.
@@ -46,6 +54,17 @@ pub fn verify(p: &ShardProg) -> Result<(), VerifyError> {
             }
             next_key += 1;
         }
+    }
+    for (i, s) in p.slots.iter().enumerate() {
+        if let Slot::Piece { func, words } = *s {
+            let expected = p.funcs.get(func).map_or(usize::MAX, ShardProg::words);
+            if words != expected {
+                return Err(VerifyError::BadPiece { slot: i, func, funcs: p.funcs.len(), words, expected });
+            }
+        }
+    }
+    for (func, f) in p.funcs.iter().enumerate() {
+        verify(f).map_err(|err| VerifyError::InPiece { func, err: Box::new(err) })?;
     }
     let compute = |dt| Ty::new(&p.compute, dt);
     for (i, d) in p.defs.iter().enumerate() {
@@ -160,6 +179,42 @@ pub fn verify(p: &ShardProg) -> Result<(), VerifyError> {
             Inst::ToLocal { x } => {
                 operand(*x, &compute(d.ty.dtype))?;
                 result(Ty::new(&p.shape, d.ty.dtype))?;
+            }
+            Inst::Call { func, start, tables } => {
+                let Slot::Piece { func: f, .. } = slot(*start, "piece", |s| matches!(s, Slot::Piece { .. }))? else { unreachable!() };
+                if f != *func {
+                    return Err(VerifyError::NotASlot { inst, start: *start, expected: "piece of this function" });
+                }
+                let callee = &p.funcs[f];
+                if tables.len() != callee.tables() {
+                    return Err(VerifyError::CallTables { inst, expected: callee.tables(), given: tables.len() });
+                }
+                for &t in tables {
+                    operand(t, &Ty::table())?;
+                }
+                result(Ty::new(&callee.shape, callee.dtype))?;
+            }
+            Inst::View { x } => {
+                let x_ty = p.ty(*x);
+                if x_ty.numel() != d.ty.numel() || x_ty.dtype != d.ty.dtype {
+                    return Err(VerifyError::Shape { inst, expected: format!("a reshape of {x_ty}"), found: d.ty.clone() });
+                }
+            }
+            Inst::Concat { xs } => {
+                let mut n = 0;
+                for &x in xs {
+                    let t = p.ty(x);
+                    if t.shape.len() != 1 || t.dtype != d.ty.dtype {
+                        return Err(VerifyError::OperandType {
+                            inst,
+                            operand: x,
+                            expected: Ty::new(&[t.numel()], d.ty.dtype),
+                            found: t.clone(),
+                        });
+                    }
+                    n += t.numel();
+                }
+                result(Ty::new(&[n], d.ty.dtype))?;
             }
         }
     }
