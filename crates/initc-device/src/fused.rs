@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use initc_ir::{Module, Op, Param, Value};
+use initc_ir::{Module, Param};
 use initc_pjrt::{Buffer, Client, CompileOptions, Executable};
 use initc_shard::Region;
-use initc_stablehlo::{Assembly, Lowerer, assembly_program};
+use initc_stablehlo::{Assembly, Concat, Lowerer, assembly_program, concat_parts};
 
 use crate::DeviceError;
 use crate::runtime::{Materializer, Shard};
@@ -23,31 +23,6 @@ use crate::runtime::{Materializer, Shard};
 pub struct Fused {
     pub parts: Vec<usize>,
     pub assembly: Assembly,
-}
-
-/// A concatenation's parts (each part's own value, a reshape's operand, and its shape as
-/// concatenated), its dimension and its result shape.
-type Concat = (Vec<(Value, Vec<u64>)>, u32, Vec<u64>);
-
-/// The [`Concat`] of `v` if it is `concat(xs)` or `reshape(concat(xs))`.
-fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
-    let cat = match &m.node(v).op {
-        Op::Reshape { x } if matches!(m.node(*x).op, Op::Concat { .. }) => *x,
-        Op::Concat { .. } => v,
-        _ => return None,
-    };
-    let Op::Concat { xs, dim } = &m.node(cat).op else { return None };
-    let parts = xs
-        .iter()
-        .map(|&x| {
-            let own = match m.node(x).op {
-                Op::Reshape { x: y } => y,
-                _ => x,
-            };
-            (own, m.ty(x).shape.clone())
-        })
-        .collect();
-    Some((parts, *dim, m.ty(cat).shape.clone()))
 }
 
 /// Per parameter, whether its program is a (reshaped) concatenation.
@@ -79,7 +54,7 @@ fn split_where(m: &Module, split: impl Fn(usize) -> bool) -> (Module, Vec<Option
             if !split(q) {
                 return None;
             }
-            let (parts, dim, concat) = concat_parts(m, p.value)?;
+            let Concat { parts, dim, shape: concat } = concat_parts(m, p.value)?;
             let mut idx = Vec::with_capacity(parts.len());
             let mut shapes = Vec::with_capacity(parts.len());
             for (i, (own, view)) in parts.into_iter().enumerate() {
@@ -94,7 +69,10 @@ fn split_where(m: &Module, split: impl Fn(usize) -> bool) -> (Module, Vec<Option
                     sharding: None,
                 });
             }
-            Some(Fused { parts: idx, assembly: Assembly { dtype: p.ty.dtype, parts: shapes, dim, concat, shape: p.ty.shape.clone() } })
+            Some(Fused {
+                parts: idx,
+                assembly: Assembly { dtype: p.ty.dtype, parts: shapes, dim: dim as u32, concat, shape: p.ty.shape.clone() },
+            })
         })
         .collect();
     (out, fused)
@@ -237,6 +215,7 @@ pub fn materialize_regions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use initc_ir::Value;
 
     fn bytes(m: &Module, v: Value) -> Vec<u8> {
         let ev = initc_cpu::Evaluator::new(m, 9);

@@ -28,8 +28,8 @@ mod text;
 pub use assemble::{Assembly, assembly_program};
 pub use shardings::gspmd;
 pub use sp::{
-    Batched, ChainStep, HostValue, LaunchData, Lowerer, Piece, ShardProg, ShardProgram, Slot, TableDef, TableDraw, batch_groups,
-    shard_program, table_chain,
+    Batched, ChainStep, Concat, HostValue, LaunchData, Lowerer, Piece, ShardProg, ShardProgram, Slot, TableDef, TableDraw, batch_groups,
+    concat_parts, shard_program, table_chain,
 };
 
 /// Which partitioner's annotations to emit.

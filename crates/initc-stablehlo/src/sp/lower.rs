@@ -168,18 +168,19 @@ fn lower_value(m: &Module, seeded: &[bool], fqn: &str, value: Value, region: &Re
 }
 
 /// A concatenation's parts, as [`concat_parts`] finds them.
-struct Concat {
+#[derive(Clone, Debug)]
+pub struct Concat {
     /// Per part, its own array (a reshape's operand, or the concatenated value itself) and its
     /// shape as concatenated (a row-major reshape of the own array).
-    parts: Vec<(Value, Vec<u64>)>,
-    dim: usize,
+    pub parts: Vec<(Value, Vec<u64>)>,
+    pub dim: usize,
     /// The concatenation's shape (the parameter's is a row-major reshape of it).
-    shape: Vec<u64>,
+    pub shape: Vec<u64>,
 }
 
 /// The parts of `v` if it is `concat(xs)` or `reshape(concat(xs))`, each `x` an array or a
 /// reshape of one (torchtitan 0.3.0's fused `wqkv`).
-fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
+pub fn concat_parts(m: &Module, v: Value) -> Option<Concat> {
     let cat = match m.node(v).op {
         Op::Reshape { x } if matches!(m.node(x).op, Op::Concat { .. }) => x,
         Op::Concat { .. } => v,

@@ -37,7 +37,7 @@ use std::fmt;
 
 use initc_ir::{BinaryOp, CmpDir, DType, F64, RngMode, UnaryOp, Value};
 
-pub use lower::{ChainStep, Lowerer, shard_program, table_chain};
+pub use lower::{ChainStep, Concat, Lowerer, concat_parts, shard_program, table_chain};
 pub use print::{Batched, batch_groups};
 pub use verify::{VerifyError, verify};
 
