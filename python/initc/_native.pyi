@@ -72,6 +72,8 @@ class Program:
     def materialize_into(self, fqn: str, out: Any, seed: int | None = None, offset: Sequence[int] | None = None, shape: Sequence[int] | None = None) -> None: ...
 
 def fqn_fold_data(fqn: str) -> int: ...
+def compare(got: bytes, want: bytes, dtype_name: str) -> tuple[int, int]:
+    """``initc run --verify``'s comparison: (elements that differ, elements beyond its tolerance)."""
 
 class Runtime:
     """initc's PJRT client on a plugin (see :mod:`initc.device`)."""

@@ -82,3 +82,19 @@ def test_the_torch_device_path_needs_a_meta_model():
         it.materialize(model, tp, device="cuda:0", runtime=CpuRuntime())
     with pytest.raises(D.InitcError, match="not supported"):
         it.materialize(_tied(), tp, device="xpu", runtime=CpuRuntime())
+
+
+def test_compare_is_verifys_tolerance():
+    import numpy as np
+
+    a = np.array([1.0, -0.5, 1e-9, 3.0], np.float32)
+    b = a.copy()
+    b[1] = np.nextafter(b[1], np.float32(0))  # 1 ULP
+    b[2] = 3e-9  # many ULPs, but within 2^-16 of the largest magnitude
+    assert D.compare(a.view(np.uint8), b.view(np.uint8), "f32") == (2, 0)
+    b[3] = 3.1
+    assert D.compare(a.view(np.uint8), b.view(np.uint8), "f32") == (3, 1)
+    x, y = np.array([1, 2], np.uint32), np.array([1, 3], np.uint32)
+    assert D.compare(x.view(np.uint8), y.view(np.uint8), "u32") == (1, 1), "integers must be equal"
+    with pytest.raises(D.InitcError):
+        D.compare(x.view(np.uint8), y.view(np.uint8)[:4], "u32")

@@ -25,7 +25,7 @@ pub use pack::{ChainOp, TableSpec, pack_static, table_specs};
 pub use plan::{Batch, DeviceLaunches, DevicePlan, FUSE, Launch, Program, region_of};
 pub use runtime::{DEFAULT_THREADS, DeviceShards, ExecuteSpan, MAX_BATCH, Materialized, Materializer, Shard, assign, element_type};
 pub use schedule::{Schedule, TableArgs};
-pub use verify::{F32_SCALE_TOLERANCE, F32_ULPS, ShardCheck, to_host, verify};
+pub use verify::{F32_SCALE_TOLERANCE, F32_ULPS, ShardCheck, compare_bytes, to_host, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

@@ -92,7 +92,7 @@ fn compare(s: &Shard, mesh_device: u64, got: &[u8], want: &[u8]) -> ShardCheck {
 }
 
 /// Compares raw little-endian elements of `dtype` under the module docs' tolerances.
-fn compare_bytes(dtype: DType, got: &[u8], want: &[u8]) -> ShardCheck {
+pub fn compare_bytes(dtype: DType, got: &[u8], want: &[u8]) -> ShardCheck {
     let mut c = ShardCheck::default();
     let half = match dtype {
         DType::BF16 => Some(initc_rng::Half::BF16),

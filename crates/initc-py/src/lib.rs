@@ -453,6 +453,20 @@ fn region(global: &[u64], offset: Option<Vec<u64>>, shape: Option<Vec<u64>>) -> 
     Ok(initc_shard::Region { offset, shape })
 }
 
+/// `initc run --verify`'s comparison of one tensor's little-endian bytes (`got` against `want`,
+/// both bytes-like of one length) in dtype `dtype`: `(elements that differ, elements beyond the
+/// tolerance)`. f32 passes within 4 ULPs, bf16/f16 within 1, or within 2^-16 of `want`'s largest
+/// magnitude; other dtypes must be equal.
+#[pyfunction]
+fn compare(got: &[u8], want: &[u8], dtype_name: &str) -> PyResult<(u64, u64)> {
+    let d = dtype(dtype_name)?;
+    if got.len() != want.len() || !(got.len() as u64).is_multiple_of(d.size_bytes()) {
+        return Err(err(format!("compare: {} bytes against {} of {dtype_name}", got.len(), want.len())));
+    }
+    let c = initc_device::compare_bytes(d, got, want);
+    Ok((c.differing, c.failing))
+}
+
 /// `fold_in` data of a parameter FQN: `u32_be(SHA-256(fqn)[0..4])` (the README's derivation).
 #[pyfunction]
 fn fqn_fold_data(fqn: &str) -> u32 {
@@ -466,6 +480,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<device::Runtime>()?;
     m.add_class::<device::DeviceArray>()?;
     m.add_function(wrap_pyfunction!(fqn_fold_data, m)?)?;
+    m.add_function(wrap_pyfunction!(compare, m)?)?;
     m.add("InitcError", m.py().get_type::<InitcError>())?;
     Ok(())
 }
