@@ -18,7 +18,15 @@ from __future__ import annotations
 import math
 
 import torch
+import torch._dynamo  # noqa: F401
+import torch.distributed.tensor  # noqa: F401
 from torch import nn
+
+# The two imports above: `import torchtitan.models.llama3` (0.3.0, torch 2.15) imports both
+# (and 1 700 modules more), so a process holding torchtitan's model has them. Without them the
+# first capture of this model would pay for them: torch's Python meta kernel of `cat` (through
+# `torch._disable_dynamo`) imports torch._dynamo on its first call, and initc looks for
+# DTensors only once torch.distributed.tensor is imported.
 
 # torchtitan 0.3.0 llama3_configs: (dim, n_layers, n_heads, n_kv_heads, vocab, ffn hidden, rope theta)
 FLAVORS = {

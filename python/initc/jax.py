@@ -102,9 +102,13 @@ def materialize(program: Program, mesh, specs: Specs = None, seed: int | None = 
     it to JAX through DLPack (no copy); ``"cpu"`` computes shards with the CPU engine and
     ``device_put``s them; ``"auto"`` (default) is ``"device"`` when the mesh's devices are GPUs.
     ``runtime`` is an :class:`initc.device.Runtime` (default :func:`initc.device.runtime` over
-    the mesh's GPUs); ``batch`` caps its launches per PJRT execute. The bits are the same on
-    every backend. A ``stats`` dict receives the device backend's timings in seconds:
-    ``compile``, ``load``, ``run`` (the device runtime's) and ``handoff`` (DLPack).
+    the mesh's GPUs); ``batch`` caps its launches per PJRT execute. Sharding never changes
+    a bit. ``"cpu"`` gives the CPU engine's values (XLA:CPU's bits); ``"device"`` in JAX mode
+    gives the JAX expression's bits on that GPU, whose f32 elements may differ from the CPU
+    engine's in their last bits (XLA:GPU's FMAs; :func:`initc.device.compare`'s tolerance). A ``stats`` dict receives the device backend's timings in
+    seconds: ``compile``, ``load``, ``run`` (the device runtime's) and ``handoff`` (DLPack); and
+    ``executables`` (distinct programs) and ``cache_hits`` (of them, loaded from
+    ``INITC_COMPILE_CACHE=DIR``).
     """
     import jax
     from jax.sharding import NamedSharding

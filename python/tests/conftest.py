@@ -69,4 +69,4 @@ class CpuRuntime:
                 it.fill_(t, program, fqn, seed, off, shape)
                 made.append(t)
             out.append(made)
-        return out, {"compile": 0.0, "load": 0.0, "run": 0.0}
+        return out, {"compile": 0.0, "load": 0.0, "run": 0.0, "executables": 0, "cache_hits": 0}

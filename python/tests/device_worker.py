@@ -14,7 +14,8 @@ Checks (each prints `ok NAME` or raises):
   available), legacy and versioned capsules, an unconsumed capsule frees its buffer, the
   consumer's tensor outlives the Runtime object, zero copy (torch's and JAX's pointers are
   initc's);
-- initc.jax.materialize on the GPU mesh equals the CPU backend bit for bit;
+- initc.jax.materialize on the GPU mesh: JAX on the GPU / the CPU engine as above, the same
+  shardings as backend="cpu";
 - initc.torchax (when torchax imports): torchax tensors over the same jax.Arrays.
 """
 import ctypes
@@ -148,7 +149,7 @@ params = [(f, s) for f, _, s, _ in program.params if len(s) == 2][:6]
 rt = D.runtime()
 assert rt.platform == "cuda", rt.platform
 (arrays,), timings = rt.materialize(program, [(0, [(f, [0, 0], s) for f, s in params])], seed=3)
-assert set(timings) == {"compile", "load", "run"}
+assert set(timings) == {"compile", "load", "run", "executables", "cache_hits"}, timings
 ref = {f: torch.from_numpy(np.frombuffer(a.to_bytes(), np.uint8).copy()) for (f, _), a in zip(params, arrays)}
 assert arrays[0].__dlpack_device__() == (2, 0), arrays[0].__dlpack_device__()
 
@@ -222,6 +223,33 @@ ok("jax_arrays_equal_jax_on_gpu_zero_copy")
 tt = it.materialize(build_tied(), it.trace(build_tied()), seed=1, device="cuda")
 assert float(np.asarray(x).astype(np.float32).std()) > 0 and tt.a.weight.device.type == "cuda"
 ok("torch_and_jax_in_one_process")
+
+# ---- the persistent compile cache (INITC_COMPILE_CACHE) ----
+import tempfile  # noqa: E402
+
+with tempfile.TemporaryDirectory() as cache_dir:
+    os.environ["INITC_COMPILE_CACHE"] = cache_dir
+    try:
+        req = [(0, [(f, [0] * len(s), list(s)) for f, _, s, _ in mixed.params])]
+        (first,), s1 = rt.materialize(mixed, req, 3)
+        entries = [n for n in os.listdir(cache_dir) if n.endswith(".pjrt")]
+        assert s1["executables"] > 0 and s1["cache_hits"] == 0 and len(entries) == s1["executables"], (s1, entries)
+        (second,), s2 = rt.materialize(mixed, req, 3)
+        assert s2["cache_hits"] == s2["executables"] == s1["executables"], (s1, s2)
+        want = [bits(torch.from_dlpack(a)) for a in first]
+        for a, w in zip(second, want):
+            assert np.array_equal(bits(torch.from_dlpack(a)), w), f"`{a.fqn}`: a cached executable gave other values"
+        # a damaged entry is a compile, not an error, and is written again
+        with open(os.path.join(cache_dir, entries[0]), "wb") as f:
+            f.write(b"not an executable")
+        (third,), s3 = rt.materialize(mixed, req, 3)
+        assert s3["cache_hits"] == s3["executables"] - 1, s3
+        assert os.path.getsize(os.path.join(cache_dir, entries[0])) > 100, "the damaged entry was not replaced"
+        for a, w in zip(third, want):
+            assert np.array_equal(bits(torch.from_dlpack(a)), w), f"`{a.fqn}`: values after a damaged cache entry differ"
+    finally:
+        del os.environ["INITC_COMPILE_CACHE"]
+ok(f"compile_cache_{s1['executables']}_executables_hit_equal_values")
 
 # ---- torchax ----
 try:

@@ -11,6 +11,9 @@ Cases (--cases, comma-separated; each runs for every --dtypes):
                                       threefry2x32; its own Llama3 of the same shapes)
   torchax / initc-torchax             torchax's Mesh.initialize_model_sharded / initc.torchax's, of
                                       a Llama3 whose constructor initializes (f32), fsdp mesh
+  CASE+cache (initc cases)            CASE twice, each in a fresh process, with
+                                      INITC_COMPILE_CACHE on a new directory: the first fills it,
+                                      the second (the row named CASE+cache) loads its executables
 
 Each case prints one JSON line; the driver collects them into --out with ratios:
   usable_s       process start of the work (after imports) -> parameters usable on the GPU
@@ -27,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,10 +39,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SOURCE = {}
 
 
-def build(flavor: str, dtype: str, init: bool = False):
-    """torchtitan 0.3.0's Llama3 on meta, or where torchtitan does not import (it needs a newer
-    torch than 2.11) benches/anchors/titan_llama3.py, whose capture python/tests checks to be
-    torchtitan's bit for bit."""
+def builder(flavor: str, dtype: str, init: bool = False):
+    """A function that builds torchtitan 0.3.0's Llama3 on meta (the import done now, outside
+    the timed work, as a trainer has its model's module imported before it builds the model), or
+    where torchtitan does not import (it needs a newer torch than 2.11)
+    benches/anchors/titan_llama3.py, whose capture python/tests checks to be torchtitan's bit for
+    bit and which imports what torchtitan's model module imports (torch._dynamo, DTensor)."""
     import torch
 
     try:
@@ -46,19 +52,21 @@ def build(flavor: str, dtype: str, init: bool = False):
             raise ImportError("a constructor that initializes is wanted")
         from torchtitan.models.llama3 import llama3_configs
 
-        with torch.device("meta"):
-            model = llama3_configs[flavor](attn_backend="flex").build()
+        make = lambda: llama3_configs[flavor](attn_backend="flex").build()  # noqa: E731
         SOURCE["model"] = "torchtitan 0.3.0"
     except ImportError as e:
         sys.path.insert(0, os.path.join(ROOT, "benches", "anchors"))
         from titan_llama3 import FLAVORS, Llama3
 
-        with torch.device("meta"):
-            model = Llama3(**FLAVORS[flavor], init=init)
+        make = lambda: Llama3(**FLAVORS[flavor], init=init)  # noqa: E731
         SOURCE["model"] = f"benches/anchors/titan_llama3.py ({str(e)[:120]})"
-    if dtype == "bf16":
-        model = model.to(torch.bfloat16)
-    return model
+
+    def build():
+        with torch.device("meta"):
+            model = make()
+        return model.to(torch.bfloat16) if dtype == "bf16" else model
+
+    return build
 
 
 def param_bytes(model) -> int:
@@ -89,9 +97,10 @@ def case_initc_torch(flavor, dtype, rng):
     import initc.device as D
     import initc.torch as it
 
+    build = builder(flavor, dtype)
     torch.cuda.init()
     t0 = time.perf_counter()
-    model = build(flavor, dtype)
+    model = build()
     t_build = time.perf_counter() - t0
     tp = it.trace(model, rng=rng)
     t_trace = time.perf_counter() - t0 - t_build
@@ -101,8 +110,7 @@ def case_initc_torch(flavor, dtype, rng):
     usable = time.perf_counter() - t0
     # the capture again, in the warm process (the first one includes torch's lazy imports of its
     # meta kernels, torch._refs/_prims, ~1-4 s)
-    with torch.device("meta"):
-        again = build(flavor, dtype)
+    again = build()
     t1 = time.perf_counter()
     it.trace(again, rng=rng)
     t_trace_warm = time.perf_counter() - t1
@@ -110,16 +118,17 @@ def case_initc_torch(flavor, dtype, rng):
     peak = torch.cuda.max_memory_allocated() + (rt.memory_stats(0)["peak_bytes_in_use"] or 0)
     checked = spot_check(model, tp, 0)
     return dict(usable_s=usable, build_s=t_build, capture_s=t_trace, capture_warm_s=t_trace_warm, compile_s=stats["compile"], load_s=stats["load"],
-                materialize_s=stats["run"], handoff_s=stats["handoff"], peak_bytes=peak, param_bytes=param_bytes(model),
+                executables=stats["executables"], cache_hits=stats["cache_hits"], materialize_s=stats["run"], handoff_s=stats["handoff"], peak_bytes=peak, param_bytes=param_bytes(model),
                 torch_peak_bytes=torch.cuda.max_memory_allocated(), spot_checked=checked)
 
 
 def case_torch(flavor, dtype):
     import torch
 
+    build = builder(flavor, dtype)
     torch.cuda.init()
     t0 = time.perf_counter()
-    model = build(flavor, dtype)
+    model = build()
     t_build = time.perf_counter() - t0
     model.to_empty(device="cuda")
     init = getattr(model, "init_states", None) or model.init_weights
@@ -145,9 +154,10 @@ def case_initc_jax(flavor, dtype):
     import initc.jax as ij
     import initc.torch as it
 
+    build = builder(flavor, dtype)
     jax.devices()
     t0 = time.perf_counter()
-    model = build(flavor, dtype)
+    model = build()
     tp = it.trace(model)
     t_trace = time.perf_counter() - t0
     mesh = Mesh(np.array(jax.devices()[:1]), ("fsdp",))
@@ -156,7 +166,8 @@ def case_initc_jax(flavor, dtype):
     for a in arrays.values():
         a.block_until_ready()
     usable = time.perf_counter() - t0
-    return dict(usable_s=usable, capture_s=t_trace, compile_s=stats["compile"], load_s=stats["load"], materialize_s=stats["run"],
+    return dict(usable_s=usable, capture_s=t_trace, compile_s=stats["compile"], load_s=stats["load"], executables=stats["executables"],
+                cache_hits=stats["cache_hits"], materialize_s=stats["run"],
                 handoff_s=stats["handoff"], param_bytes=sum(a.nbytes for a in arrays.values()))
 
 
@@ -209,6 +220,7 @@ def case_initc_torchax(flavor, dtype):
 
 
 def run_case(case, flavor, dtype):
+    case = case.removesuffix("+cache")
     if case.startswith("initc-torch-"):
         return case_initc_torch(flavor, dtype, case.rsplit("-", 1)[1])
     table = {"torch": case_torch, "initc-jax": case_initc_jax, "jax": case_jax, "torchax": case_torchax, "initc-torchax": case_initc_torchax}
@@ -230,18 +242,39 @@ def main():
         print(json.dumps(row), flush=True)
         return
     rows = []
+
+    def save():
+        # after every row, so that a run cut short keeps what it measured
+        if a.out:
+            gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+            json.dump({"gpu": gpu, "command": " ".join(sys.argv), "rows": rows}, open(a.out, "w"), indent=1)
+
     for dtype in a.dtypes.split(","):
         for case in a.cases.split(","):
-            t0 = time.perf_counter()
-            try:
-                p = subprocess.run([sys.executable, __file__, "--one", case, a.flavor, dtype], capture_output=True, text=True, timeout=a.timeout)
-                lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
-                row = json.loads(lines[-1]) if p.returncode == 0 and lines else {"error": (p.stderr or p.stdout)[-1500:]}
-            except subprocess.TimeoutExpired:
-                row = {"error": f"timed out after {a.timeout:.0f} s"}
-            row.update(case=case, flavor=a.flavor, dtype=dtype, process_s=time.perf_counter() - t0)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            # CASE+cache: two processes with INITC_COMPILE_CACHE on a fresh directory, the first
+            # filling it (row "cache": "filled"), the second loading from it ("hit").
+            runs = [None]
+            if case.endswith("+cache"):
+                cache_dir = tempfile.mkdtemp(prefix="initc-compile-cache-")
+                runs = ["filled", "hit"]
+            for cache in runs:
+                env = dict(os.environ, INITC_COMPILE_CACHE=cache_dir) if cache else dict(os.environ)
+                if not cache:
+                    env.pop("INITC_COMPILE_CACHE", None)
+                t0 = time.perf_counter()
+                try:
+                    p = subprocess.run([sys.executable, __file__, "--one", case, a.flavor, dtype], capture_output=True, text=True, timeout=a.timeout, env=env)
+                    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+                    row = json.loads(lines[-1]) if p.returncode == 0 and lines else {"error": (p.stderr or p.stdout)[-1500:]}
+                except subprocess.TimeoutExpired:
+                    row = {"error": f"timed out after {a.timeout:.0f} s"}
+                row.update(case=case if cache != "filled" else case.removesuffix("+cache") + " (filling the cache)", flavor=a.flavor, dtype=dtype,
+                           process_s=time.perf_counter() - t0)
+                if cache:
+                    row["cache"] = cache
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                save()
     by = {(r["case"], r["dtype"]): r for r in rows}
     for r in rows:
         for anchor in ("torch", "jax", "torchax", "initc-torch-jax"):
@@ -250,7 +283,7 @@ def main():
                 r[f"usable_vs_{anchor}"] = b["usable_s"] / r["usable_s"]
         if "handoff_s" in r:
             r["materialize_plus_handoff_over_materialize"] = (r["materialize_s"] + r["handoff_s"]) / r["materialize_s"]
-        if "peak_bytes" in r:
+        if "peak_bytes" in r and "param_bytes" in r:
             r["peak_over_params"] = r["peak_bytes"] / r["param_bytes"]
     print("\ncase               dtype  usable s  materialize ms  handoff ms  peak/params  vs torch  vs jax")
     for r in rows:
@@ -259,9 +292,7 @@ def main():
             continue
         print(f"{r['case']:18} {r['dtype']:5}  {r['usable_s']:8.2f}  {1e3 * (r.get('materialize_s') or 0):14.1f}  {1e3 * r.get('handoff_s', 0):10.1f}"
               f"  {r.get('peak_over_params', 0):11.4f}  {r.get('usable_vs_torch', 0):8.2f}  {r.get('usable_vs_jax', 0):6.1f}")
-    if a.out:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
-        json.dump({"gpu": gpu, "command": " ".join(sys.argv), "rows": rows}, open(a.out, "w"), indent=1)
+    save()
 
 
 if __name__ == "__main__":

@@ -32,8 +32,13 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     let mat = mat;
     let plan = mat.plan();
     let launches: usize = plan.devices.iter().map(|d| d.launches.len()).sum();
+    let cached = if mat.cache_hits > 0 {
+        format!(", {} of {} executables from INITC_COMPILE_CACHE", mat.cache_hits, mat.executables())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "compiled {} shard programs (+{} batched) for {launches} launches ({} executes per run) on {} device(s) in {:.2} s (first transfer to the devices, meanwhile: {:.2} s); static words uploaded in {:.3} s ({:.2} s with planning)",
+        "compiled {} shard programs (+{} batched{cached}) for {launches} launches ({} executes per run) on {} device(s) in {:.2} s (first transfer to the devices, meanwhile: {:.2} s); static words uploaded in {:.3} s ({:.2} s with planning)",
         plan.programs.len(),
         mat.batched_executables(),
         mat.executes_per_run(),
@@ -154,7 +159,7 @@ pub fn run(args: &RunArgs, m: &Module, seed: u64) -> Result<(), CliError> {
     if let Some(path) = &args.report {
         let rep = serde_json::json!({
             "model": m.name, "seed": seed, "backend": "pjrt", "programs": plan.programs.len(), "launches": launches,
-            "compile_s": mat.compile_time.as_secs_f64(), "load_s": mat.load_time.as_secs_f64(), "first_upload_s": mat.first_upload.as_secs_f64(), "setup_s": setup_s, "materialize_s": times, "best_s": best, "param_bytes": total,
+            "compile_s": mat.compile_time.as_secs_f64(), "executables": mat.executables(), "cache_hits": mat.cache_hits, "load_s": mat.load_time.as_secs_f64(), "first_upload_s": mat.first_upload.as_secs_f64(), "setup_s": setup_s, "materialize_s": times, "best_s": best, "param_bytes": total,
             "devices": report_devices, "timeline": best_timeline, "verify": verify_json, "digests": digests, "regions": regions,
         });
         crate::input::write_output(Some(path), format!("{rep:#}\n").as_bytes())?;

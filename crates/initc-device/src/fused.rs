@@ -87,6 +87,10 @@ pub struct RegionRun {
     pub load: Duration,
     /// From the seed to every requested buffer ready (assembly included).
     pub run: Duration,
+    /// Distinct executables (shard programs and assembly programs), and how many of them the
+    /// persistent cache (`INITC_COMPILE_CACHE`) served instead of XLA.
+    pub executables: usize,
+    pub cache_hits: usize,
 }
 
 /// [`Materializer::for_regions`] and one run for `seed`, for any parameter: regions of
@@ -143,6 +147,7 @@ pub fn materialize_regions(
     let mut executables: Vec<Executable> = Vec::new();
     let mut which: Vec<Vec<Option<usize>>> = Vec::with_capacity(requests.len());
     let cache = initc_pjrt::CompileCache::from_env(&client);
+    let mut assembly_hits = 0;
     for (list, src) in requests.iter().zip(&sources) {
         let mut w = Vec::with_capacity(list.len());
         for ((p, region), s) in list.iter().zip(src) {
@@ -155,10 +160,10 @@ pub fn materialize_regions(
                     let e = *programs.entry(text.clone()).or_insert(next);
                     if e == next {
                         let program = format!("assemble `{}`", m.params[*p].fqn);
-                        executables.push(
-                            crate::runtime::compile(&client, cache.as_ref(), text.as_bytes(), options)
-                                .map_err(|source| DeviceError::Compile { program, source })?,
-                        );
+                        let (exe, hit) = crate::runtime::compile(&client, cache.as_ref(), text.as_bytes(), options)
+                            .map_err(|source| DeviceError::Compile { program, source })?;
+                        executables.push(exe);
+                        assembly_hits += usize::from(hit);
                     }
                     Some(e)
                 }
@@ -209,7 +214,14 @@ pub fn materialize_regions(
             s.buffer.wait_ready()?;
         }
     }
-    Ok(RegionRun { devices, compile, load, run: run.elapsed + t1.elapsed() })
+    Ok(RegionRun {
+        devices,
+        compile,
+        load,
+        run: run.elapsed + t1.elapsed(),
+        executables: mat.executables() + executables.len(),
+        cache_hits: mat.cache_hits + assembly_hits,
+    })
 }
 
 #[cfg(test)]

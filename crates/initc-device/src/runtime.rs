@@ -104,6 +104,9 @@ pub struct Materializer<'m> {
     /// Part of `compile_time`, overlapped with XLA's compiles: a first one-word upload to
     /// each device (the slowest device's), which sets up the client's device memory.
     pub first_upload: Duration,
+    /// How many of the executables the persistent cache (`INITC_COMPILE_CACHE`) served
+    /// instead of XLA.
+    pub cache_hits: usize,
 }
 
 /// Maps mesh devices onto addressable PJRT devices: mesh device `k` runs on addressable device
@@ -364,7 +367,7 @@ impl<'m> Materializer<'m> {
                 .collect::<Result<Vec<_>, _>>();
             (executables, first)
         });
-        let (executables, first_upload) = (executables?, first?.into_iter().max().unwrap_or_default());
+        let ((executables, cache_hits), first_upload) = (executables?, first?.into_iter().max().unwrap_or_default());
         let batched = schedule.executables.iter().filter(|w| w.1 > 1).count();
         let compile_time = t0.elapsed();
         let t1 = Instant::now();
@@ -438,6 +441,7 @@ impl<'m> Materializer<'m> {
             compile_time,
             load_time,
             first_upload,
+            cache_hits,
         };
         mat.set_threads_per_device(DEFAULT_THREADS)?;
         Ok(mat)
@@ -452,6 +456,11 @@ impl<'m> Materializer<'m> {
             self.workers.push((0..threads).map(|t| Worker::spawn(state.clone(), t, threads)).collect::<Result<_, _>>()?);
         }
         Ok(())
+    }
+
+    /// Distinct executables compiled (or loaded from the cache) for the schedule.
+    pub fn executables(&self) -> usize {
+        self.schedule.executables.len()
     }
 
     /// Executables that run several launches of one program.
@@ -574,29 +583,33 @@ pub const MAX_BATCH: usize = 64;
 
 /// Compiles every executable of the schedule ([`Schedule::executable_text`]), in parallel
 /// (PJRT compiles are thread-safe).
-fn compile_all(client: &Client, schedule: &Schedule, options: &CompileOptions) -> Result<Vec<Executable>, DeviceError> {
+/// Every executable of `schedule`, compiled in parallel, and how many of them the persistent
+/// cache served.
+fn compile_all(client: &Client, schedule: &Schedule, options: &CompileOptions) -> Result<(Vec<Executable>, usize), DeviceError> {
     let cache = initc_pjrt::CompileCache::from_env(client);
-    (0..schedule.executables.len())
+    let compiled: Vec<(Executable, bool)> = (0..schedule.executables.len())
         .into_par_iter()
         .map(|e| {
             let text = schedule.executable_text(e);
             compile(client, cache.as_ref(), text.as_bytes(), options)
                 .map_err(|source| DeviceError::Compile { program: schedule.executable_name(e), source })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let hits = compiled.iter().filter(|c| c.1).count();
+    Ok((compiled.into_iter().map(|c| c.0).collect(), hits))
 }
 
 /// `client.compile`, through the opt-in persistent cache (`INITC_COMPILE_CACHE`, see
-/// [`initc_pjrt::CompileCache`]) when there is one.
+/// [`initc_pjrt::CompileCache`]) when there is one; `true` when the cache served it.
 pub(crate) fn compile(
     client: &Client,
     cache: Option<&initc_pjrt::CompileCache>,
     program: &[u8],
     options: &CompileOptions,
-) -> Result<Executable, initc_pjrt::PjrtError> {
+) -> Result<(Executable, bool), initc_pjrt::PjrtError> {
     match cache {
-        Some(c) => c.compile(client, program, options).map(|(exe, _)| exe),
-        None => client.compile(program, options),
+        Some(c) => c.compile(client, program, options).map(|(exe, served)| (exe, served == initc_pjrt::Served::Hit)),
+        None => client.compile(program, options).map(|exe| (exe, false)),
     }
 }
 

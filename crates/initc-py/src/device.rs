@@ -103,7 +103,8 @@ impl Runtime {
     /// for any rectangle as the CPU engine's. `batch` caps the launches per PJRT execute.
     /// Returns `(arrays, timings)` with `timings` in seconds: `compile` (planning and XLA
     /// compiles), `load` (static words and tables), `run` (the seed's launches until every
-    /// buffer is ready).
+    /// buffer is ready); and counts: `executables` (distinct programs compiled) and
+    /// `cache_hits` (how many of them `INITC_COMPILE_CACHE` served instead of XLA).
     #[pyo3(signature = (program, requests, seed = None, batch = None))]
     fn materialize<'py>(
         &self,
@@ -137,12 +138,8 @@ impl Runtime {
         let client = self.client.clone();
         let pjrt_devices: Vec<initc_pjrt::Device> = targets.iter().map(|&i| self.client.devices()[i].clone()).collect();
         let seed = seed.unwrap_or(m.seed);
-        let (done, compile, load) = py
-            .detach(move || -> Result<_, initc_device::DeviceError> {
-                let out = initc_device::materialize_regions(&m, client, targets, regions, &CompileOptions::default(), batch, seed)?;
-                let (compile, load) = (out.compile, out.load);
-                Ok((out, compile, load))
-            })
+        let done = py
+            .detach(move || initc_device::materialize_regions(&m, client, targets, regions, &CompileOptions::default(), batch, seed))
             .map_err(|e| {
                 err(match e.hint() {
                     Some(h) => format!("{e}\nhint: {h}"),
@@ -150,9 +147,11 @@ impl Runtime {
                 })
             })?;
         let t = PyDict::new(py);
-        t.set_item("compile", compile.as_secs_f64())?;
-        t.set_item("load", load.as_secs_f64())?;
+        t.set_item("compile", done.compile.as_secs_f64())?;
+        t.set_item("load", done.load.as_secs_f64())?;
         t.set_item("run", done.run.as_secs_f64())?;
+        t.set_item("executables", done.executables)?;
+        t.set_item("cache_hits", done.cache_hits)?;
         let arrays = done
             .devices
             .into_iter()

@@ -32,6 +32,7 @@ random ops and parameter writes skipped (:attr:`TorchProgram.torch_buffers` says
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -104,11 +105,10 @@ def _default_init(model: nn.Module) -> None:
 
 
 def _is_dtensor(t) -> bool:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # pragma: no cover - torch without distributed
-        return False
-    return isinstance(t, DTensor)
+    # No tensor is a DTensor before torch.distributed.tensor is imported (importing it costs
+    # 0.5-2 s, which a model without DTensors should not pay).
+    mod = sys.modules.get("torch.distributed.tensor")
+    return mod is not None and isinstance(t, mod.DTensor)
 
 
 @contextlib.contextmanager
@@ -309,10 +309,14 @@ def materialize(model: nn.Module, program: TorchProgram | Program, seed: int | N
     through DLPack, with no host copy and no device-to-device copy: the model must still be on
     meta, and peak GPU memory is the parameters' bytes plus initc's small per-launch arguments.
     ``runtime`` is an :class:`initc.device.Runtime` (default: :func:`initc.device.runtime` for
-    this GPU alone); ``batch`` caps the launches per PJRT execute. Values are bit-identical to
-    the CPU engine's (the program's ``rng`` mode, ``jax`` or ``fast``, decides them). A ``stats``
-    dict receives the device path's timings in seconds: ``compile``, ``load``, ``run`` (the
-    device runtime's), ``handoff`` (DLPack and putting the tensors into the model)."""
+    this GPU alone); ``batch`` caps the launches per PJRT execute. Values are the program's
+    (its ``rng`` mode, ``jax`` or ``fast``, decides them) and never depend on the sharding; in
+    JAX mode they are bit for bit the initializer's JAX expression on the same GPU, and against
+    the CPU engine an f32 element may differ in its last bits (XLA:GPU contracts into FMAs),
+    within :func:`initc.device.compare`'s tolerance. A ``stats`` dict receives the device
+    path's timings in seconds: ``compile``, ``load``, ``run`` (the device runtime's),
+    ``handoff`` (DLPack and putting the tensors into the model); and ``executables`` (distinct
+    programs) and ``cache_hits`` (of them, loaded from ``INITC_COMPILE_CACHE=DIR``)."""
     tp = program if isinstance(program, TorchProgram) else TorchProgram(program)
     prog = tp.program
     aliases = _model_aliases(model, [f for f, *_ in prog.params], tp.aliases)
@@ -454,7 +458,7 @@ def _retie(model: nn.Module, aliases: dict[str, list[str]], named: dict[str, tor
                 named[n] = canon
 
 
-class _SkipMode(C.TorchDispatchMode):
+class _SkipMode(C.EagerDispatchMode):
     """Runs init code for its buffers only: writes to program tensors and random fills are skipped."""
 
     def __init__(self, keys: set, ids: set):

@@ -511,7 +511,21 @@ def _leaves_meta(name: str, args, kwargs) -> bool:
     return False
 
 
-class CaptureMode(TorchDispatchMode):
+class EagerDispatchMode(TorchDispatchMode):
+    """A ``TorchDispatchMode`` whose ``__torch_dispatch__`` torch does not wrap in
+    ``torch._disable_dynamo``. That wrapper imports ``torch._dynamo`` (and sympy) the first time
+    any mode's op runs (0.7-6 s, by machine). initc's modes run eagerly, never under
+    ``torch.compile``, so there is nothing for the wrapper to keep Dynamo out of;
+    ``_should_skip_dynamo`` is torch's own switch for it (torch/utils/_python_dispatch.py). Some
+    of torch's Python meta kernels (``cat``'s) make the same import on their first call, with or
+    without a mode; a process that imports torchtitan or uses ``torch.compile`` has it already."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+class CaptureMode(EagerDispatchMode):
     """Runs every op on meta and records its value (see the module docs)."""
 
     def __init__(self, cap: Capture):
