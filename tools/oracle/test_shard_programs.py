@@ -46,6 +46,12 @@ CASES = [
     # fsdp=4 shard of 5 elements starts and ends mid-row of a part (pieces of partial rows)
     ("concat_rows", {}, ["--rng", "fast"], 10),
     ("concat_rows", {}, ["--rng", "jax"], 11),
+    # whole KV groups: fsdp=2 of titan030 holds exactly one group per device, and fused3's
+    # three groups of 8 rows give each fsdp=2 shard (12 rows) half a group and a whole one, whose
+    # parts are computed in one call each and concatenated along the group's chunk dimension
+    ("titan030", {}, ["--rng", "jax", "--mesh", "fsdp=2", "--rules", "fsdp"], 12),
+    ("fused3", {}, ["--rng", "jax"], 13),
+    ("fused3", {}, ["--rng", "fast"], 14),
 ]
 
 # Models that are not examples: IR modules (IR) and model.tomls (INLINE).
@@ -60,6 +66,26 @@ mesh [fsdp=4]
 %5 = concat %2, %4, dim=0 : f32[5,4]
 %6 = reshape %5 : f32[4,5]
 param "w" : f32[4,5] = %6, axes=[embed,mlp], init="traced", sharding=[{fsdp},{}]
+""",
+    "fused3": """module "fused3" seed=0
+mesh [fsdp=2]
+%0 = seed : key
+%1 = split %0, 3 : key[3]
+%2 = slice %1, start=[0], limit=[1] : key[1]
+%3 = reshape %2 : key
+%4 = normal %3 : f32[12,8]
+%5 = reshape %4 : f32[3,2,2,8]
+%6 = slice %1, start=[1], limit=[2] : key[1]
+%7 = reshape %6 : key
+%8 = uniform %7, min=-1.0, max=1.0 : f32[6,8]
+%9 = reshape %8 : f32[3,1,2,8]
+%10 = slice %1, start=[2], limit=[3] : key[1]
+%11 = reshape %10 : key
+%12 = normal %11 : f32[6,8]
+%13 = reshape %12 : f32[3,1,2,8]
+%14 = concat %5, %9, %13, dim=1 : f32[3,4,2,8]
+%15 = reshape %14 : f32[24,8]
+param "wqkv" : f32[24,8] = %15, axes=[qkv,embed], init="traced", sharding=[{fsdp},{}]
 """,
 }
 INLINE = {

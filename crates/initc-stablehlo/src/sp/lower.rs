@@ -260,8 +260,10 @@ fn run_rects(shape: &[u64], a: u64, b: u64, out: &mut Vec<Region>) {
 /// piece of the region that comes from one part (a sub-rectangle of the part, which the
 /// concatenation's row-major layout gives), the part's own program for that rectangle (its
 /// counters the part's own flat indices, as if the part were a parameter), called as
-/// `@piece{i}` with its slice of the static words; the pieces are flattened, concatenated and
-/// reshaped to the region. Pieces with equal programs share one function, so every layer's
+/// `@piece{i}` with its slice of the static words. Where the region holds whole indices of the
+/// dims before the concatenated one (whole KV groups of `wqkv`), each part's share of them is
+/// one piece, and the pieces are concatenated along the concatenated dim; the partial ones at
+/// either end are flattened and concatenated around them, and the result reshaped to the region. Pieces with equal programs share one function, so every layer's
 /// fused parameter of one shape has one program (its pieces' keys and bases are launch data).
 fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat, region: &Region) -> Result<ShardProgram, LowerError> {
     let unsupported = |what: String| {
@@ -294,40 +296,67 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
     let inner: u64 = c.shape[d + 1..].iter().product();
     let chunks: Vec<u64> = c.parts.iter().map(|(_, view)| view[d] * inner).collect();
     let row: u64 = chunks.iter().sum();
-    let mut pieces: Vec<(usize, Region)> = Vec::new();
-    let (mut pos, end) = (start, start + len);
-    while pos < end {
-        let (o, r) = (pos / row, pos % row);
-        let (mut i, mut acc) = (0, 0);
-        while r >= acc + chunks[i] {
-            acc += chunks[i];
-            i += 1;
+    let end = start + len;
+    // The region in up to three segments: a partial `o` at each end, whose pieces are runs of
+    // one part each, and between them the whole `o`s `o0..o1`, where each part's elements are
+    // one run of the part (`o0 * chunk .. o1 * chunk`), computed at once and concatenated with
+    // the others along the chunk dimension. (Piece by piece, the whole 8B `wqkv` was 24
+    // programs per launch, and XLA compiled the batch of eight of them for minutes.)
+    let (o0, o1) = (start.div_ceil(row).min(end / row), end / row);
+    let whole = o1 > o0;
+    let (head, tail) = if whole { ((start, o0 * row), (o1 * row, end)) } else { ((start, end), (end, end)) };
+    let runs = |(a, b): (u64, u64)| -> Vec<(usize, Region)> {
+        let mut pieces = Vec::new();
+        let mut pos = a;
+        while pos < b {
+            let (o, r) = (pos / row, pos % row);
+            let (mut i, mut acc) = (0, 0);
+            while r >= acc + chunks[i] {
+                acc += chunks[i];
+                i += 1;
+            }
+            let at = r - acc;
+            let n = (b - pos).min(chunks[i] - at);
+            let mut rects = Vec::new();
+            run_rects(&m.ty(c.parts[i].0).shape, o * chunks[i] + at, o * chunks[i] + at + n, &mut rects);
+            pieces.extend(rects.into_iter().map(|rect| (i, rect)));
+            pos += n;
         }
-        let at = r - acc;
-        let n = (end - pos).min(chunks[i] - at);
-        let mut rects = Vec::new();
-        run_rects(&m.ty(c.parts[i].0).shape, o * chunks[i] + at, o * chunks[i] + at + n, &mut rects);
-        pieces.extend(rects.into_iter().map(|rect| (i, rect)));
-        pos += n;
-    }
-    if pieces.is_empty() {
-        // an empty region: an empty rectangle of the first part
-        let own = &m.ty(c.parts[0].0).shape;
-        pieces.push((0, Region { offset: vec![0; own.len()], shape: std::iter::once(0).chain(own[1..].iter().copied()).collect() }));
-    }
+        pieces
+    };
+    let middle: Vec<Vec<(usize, Region)>> = if whole {
+        (0..c.parts.len())
+            .map(|i| {
+                let mut rects = Vec::new();
+                run_rects(&m.ty(c.parts[i].0).shape, o0 * chunks[i], o1 * chunks[i], &mut rects);
+                rects.into_iter().map(|rect| (i, rect)).collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (head, tail) = (runs(head), runs(tail));
     let mut funcs: Vec<ShardProg> = Vec::new();
     let mut ops: Vec<String> = Vec::new();
     let mut slots = vec![Slot::Base];
     let mut defs: Vec<Def> = Vec::new();
     let mut data = LaunchData::default();
-    let mut flat = Vec::with_capacity(pieces.len());
     let def = |defs: &mut Vec<Def>, inst: Inst, ty: Ty| {
         defs.push(Def { inst, ty });
         Id(defs.len() as u32 - 1)
     };
-    for (i, rect) in pieces {
+    // a view of `x` (of `x`'s own operand when `x` is a view: no chains of reshapes)
+    let view = |defs: &mut Vec<Def>, x: Id, ty: Ty| {
+        let x = match defs[x.index()].inst {
+            Inst::View { x: y } => y,
+            _ => x,
+        };
+        def(defs, Inst::View { x }, ty)
+    };
+    // part `i`'s program for `rect`, called
+    let mut piece = |defs: &mut Vec<Def>, i: usize, rect: &Region| -> Result<Id, LowerError> {
         let own = c.parts[i].0;
-        let (sp, op) = lower_value(m, seeded, &format!("{fqn}#part{i}"), own, &rect)?;
+        let (sp, op) = lower_value(m, seeded, &format!("{fqn}#part{i}"), own, rect)?;
         let func = match funcs.iter().position(|f| *f == sp.prog) {
             Some(f) => f,
             None => {
@@ -348,17 +377,62 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
             let index = slots.iter().filter(|s| **s == Slot::Bf16Table).count();
             slots.push(Slot::Bf16Table);
             data.tables.push(t.clone());
-            tables.push(def(&mut defs, Inst::Table { index }, Ty::table()));
+            tables.push(def(defs, Inst::Table { index }, Ty::table()));
         }
-        let call = def(&mut defs, Inst::Call { func, start, tables }, Ty::new(&sp.prog.shape, dt));
-        flat.push(def(&mut defs, Inst::View { x: call }, Ty::new(&[rect.numel()], dt)));
-        data.pieces.push(Piece { global: m.ty(own).shape.clone(), region: rect, data: sp.data });
+        let call = def(defs, Inst::Call { func, start, tables }, Ty::new(&sp.prog.shape, dt));
+        data.pieces.push(Piece { global: m.ty(own).shape.clone(), region: rect.clone(), data: sp.data });
+        Ok(call)
+    };
+    let flat_cat = |defs: &mut Vec<Def>, xs: Vec<Id>, n: u64| match xs[..] {
+        [one] => one,
+        _ => def(defs, Inst::Concat { xs, dim: 0 }, Ty::new(&[n], dt)),
+    };
+    let mut flat = Vec::new();
+    for (i, rect) in &head {
+        flat.push(piece(&mut defs, *i, rect)?);
     }
+    if whole {
+        let n = o1 - o0;
+        let mut blocks = Vec::with_capacity(middle.len());
+        for (i, rects) in middle.iter().enumerate() {
+            let mut xs = Vec::with_capacity(rects.len());
+            for (i, rect) in rects {
+                let x = piece(&mut defs, *i, rect)?;
+                xs.push(if rects.len() == 1 { x } else { view(&mut defs, x, Ty::new(&[rect.numel()], dt)) });
+            }
+            let part = flat_cat(&mut defs, xs, n * chunks[i]);
+            blocks.push(view(&mut defs, part, Ty::new(&[n, chunks[i]], dt)));
+        }
+        let block = match blocks[..] {
+            [one] => one,
+            _ => def(&mut defs, Inst::Concat { xs: blocks, dim: 1 }, Ty::new(&[n, row], dt)),
+        };
+        flat.push(block);
+    }
+    for (i, rect) in &tail {
+        flat.push(piece(&mut defs, *i, rect)?);
+    }
+    if flat.is_empty() {
+        // an empty region: an empty rectangle of the first part
+        let own = &m.ty(c.parts[0].0).shape;
+        let rect = Region { offset: vec![0; own.len()], shape: std::iter::once(0).chain(own[1..].iter().copied()).collect() };
+        flat.push(piece(&mut defs, 0, &rect)?);
+    }
+    // the segments' values (of their own shapes), flattened and concatenated when several
     let cat = match flat[..] {
         [one] => one,
-        _ => def(&mut defs, Inst::Concat { xs: flat }, Ty::new(&[region.numel()], dt)),
+        _ => {
+            let xs = flat
+                .iter()
+                .map(|&x| {
+                    let n = defs[x.index()].ty.numel();
+                    view(&mut defs, x, Ty::new(&[n], dt))
+                })
+                .collect();
+            def(&mut defs, Inst::Concat { xs, dim: 0 }, Ty::new(&[region.numel()], dt))
+        }
     };
-    let result = def(&mut defs, Inst::View { x: cat }, Ty::new(&region.shape, dt));
+    let result = view(&mut defs, cat, Ty::new(&region.shape, dt));
     let prog = ShardProg {
         rng: m.rng,
         counters: Counters::row_major(global),

@@ -354,9 +354,10 @@ pub enum Inst {
     View {
         x: Id,
     },
-    /// One-dimensional values concatenated, in order.
+    /// Values of one rank concatenated, in order, along `dim` (their other extents equal).
     Concat {
         xs: Vec<Id>,
+        dim: usize,
     },
 }
 
@@ -374,7 +375,7 @@ impl Inst {
             Inst::Pack { lanes } => lanes.clone(),
             Inst::Call { tables, .. } => tables.clone(),
             Inst::View { x } => vec![*x],
-            Inst::Concat { xs } => xs.clone(),
+            Inst::Concat { xs, .. } => xs.clone(),
         }
     }
 }
@@ -518,7 +519,8 @@ impl fmt::Display for ShardProg {
                     }
                 }
                 Inst::View { x } => write!(f, "view {x}")?,
-                Inst::Concat { xs } => write!(f, "concat {}", ids(xs))?,
+                Inst::Concat { xs, dim: 0 } => write!(f, "concat {}", ids(xs))?,
+                Inst::Concat { xs, dim } => write!(f, "concat {}, dim={dim}", ids(xs))?,
             }
             writeln!(f, " : {}", d.ty)?;
         }

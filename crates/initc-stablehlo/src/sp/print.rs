@@ -274,10 +274,10 @@ impl Printer<'_> {
                 self.body.call(&format!("piece{func}"), &refs, &[out]).remove(0)
             }
             Inst::View { x } => self.body.op("stablehlo.reshape", &[&self.v(*x)], "", &out),
-            Inst::Concat { xs } => {
+            Inst::Concat { xs, dim } => {
                 let xs: Vec<Val> = xs.iter().map(|&x| self.v(x)).collect();
                 let refs: Vec<&Val> = xs.iter().collect();
-                self.body.op("stablehlo.concatenate", &refs, "dimension = 0 : i64", &out)
+                self.body.op("stablehlo.concatenate", &refs, &format!("dimension = {dim} : i64"), &out)
             }
             Inst::Unpair { pair } => {
                 let pair = self.v(*pair);

@@ -200,21 +200,35 @@ pub fn verify(p: &ShardProg) -> Result<(), VerifyError> {
                     return Err(VerifyError::Shape { inst, expected: format!("a reshape of {x_ty}"), found: d.ty.clone() });
                 }
             }
-            Inst::Concat { xs } => {
+            Inst::Concat { xs, dim } => {
+                // every operand: the result's rank, dtype and extents but along `dim`
+                let rank = d.ty.shape.len();
                 let mut n = 0;
                 for &x in xs {
                     let t = p.ty(x);
-                    if t.shape.len() != 1 || t.dtype != d.ty.dtype {
+                    let fits = t.shape.len() == rank
+                        && *dim < rank
+                        && t.dtype == d.ty.dtype
+                        && (0..rank).all(|k| k == *dim || t.shape[k] == d.ty.shape[k]);
+                    if !fits {
+                        let mut expected = d.ty.shape.clone();
+                        if let Some(e) = expected.get_mut(*dim) {
+                            *e = t.shape.get(*dim).copied().unwrap_or(0);
+                        }
                         return Err(VerifyError::OperandType {
                             inst,
                             operand: x,
-                            expected: Ty::new(&[t.numel()], d.ty.dtype),
+                            expected: Ty::new(&expected, d.ty.dtype),
                             found: t.clone(),
                         });
                     }
-                    n += t.numel();
+                    n += t.shape[*dim];
                 }
-                result(Ty::new(&[n], d.ty.dtype))?;
+                let mut shape = d.ty.shape.clone();
+                if let Some(e) = shape.get_mut(*dim) {
+                    *e = n;
+                }
+                result(Ty::new(&shape, d.ty.dtype))?;
             }
         }
     }
