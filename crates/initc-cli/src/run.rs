@@ -37,8 +37,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = crate::input::parse_threads)]
     pub threads: Option<usize>,
     /// With --backend pjrt: at most this many launches of one shard program per PJRT execute
-    /// (default: 16 for fast-mode bf16 table programs, 8 for other random programs, 64 for
-    /// fills such as a norm's ones). Each execute costs the
+    /// (default: 4 for fast-mode bf16 table programs, 2 for other random programs, 64 for
+    /// fills such as a norm's ones: a cold start is compile-bound). Each execute costs the
     /// host ~20-150 µs, which on several GPUs of one host can leave them waiting; each extra
     /// launch per execute costs compile time. Every 4 launches of a batch run as one kernel.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=initc_device::MAX_BATCH as u64))]

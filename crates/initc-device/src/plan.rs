@@ -31,20 +31,23 @@ impl Program {
         self.ir.words()
     }
 
-    /// How many of its launches one execute runs by default: 16 for table programs (fast-mode
-    /// bf16), 8 for other random programs, [`crate::MAX_BATCH`] for programs without a key
-    /// (fills such as a norm's ones: microseconds of device work, almost no compile time). A
-    /// PJRT execute costs the host ~20-100 µs (on 4 H200s, the 312 executes of a batch-4
-    /// fsdp=4 run took 6.4 ms: host-bound), while the compile time of a batched random program
-    /// grows with its size (16 launches of an 8B f32 program: 3.5 s, of a bf16 table program:
-    /// 1.9 s; the target is 3 s).
+    /// How many of its launches one execute runs by default: 2 for random programs, 4 for table
+    /// programs (fast-mode bf16), [`crate::MAX_BATCH`] for programs without a key (fills such
+    /// as a norm's ones: microseconds of device work, almost no compile time). XLA's compile
+    /// time grows with the launches a batched program inlines, and a cold start (one run after
+    /// the compile) is what a user waits for: on one H200, 8B f32 (`initc run --backend pjrt
+    /// --batch B --repeat 3`) compiled in 3.87 / 2.57 / 1.45 s at B = 8 / 4 / 2 in JAX mode
+    /// and 5.48 / 3.45 / 1.80 s in fast mode, while the repeated run stayed within 2 % (40.0 /
+    /// 40.1 / 40.8 ms; 23.5 / 23.5 / 23.8 ms) and the first run did not slow down. A PJRT
+    /// execute costs the host ~20-100 µs (on 4 H200s, 312 executes took 6.4 ms), which
+    /// larger batches (`--batch`, up to [`crate::MAX_BATCH`]) save in repeated runs.
     pub fn default_batch(&self) -> usize {
         if !self.ir.any_slot(|s| matches!(s, Slot::Key(_))) {
             crate::MAX_BATCH
         } else if self.ir.any_slot(|s| s == Slot::Bf16Table) {
-            16
+            4
         } else {
-            8
+            2
         }
     }
 

@@ -93,9 +93,9 @@ fn batches_run_every_launch_once_with_an_executable_of_its_program() {
             assert_eq!(plan.programs.len(), 7);
             assert_eq!(per_device[0].len(), 75);
             assert!(wanted.len() <= 2 * plan.programs.len());
-            // by default: 8 random launches per execute, and the 65 norms (fills, no key) in 64 + 1
+            // by default: 2 random launches per execute, and the 65 norms (fills, no key) in 64 + 1
             let (per_device, wanted) = plan.batches(None);
-            assert_eq!(per_device[0].len(), 8 + 8 + 8 + 4 + 1 + 1 + 2);
+            assert_eq!(per_device[0].len(), 32 + 32 + 32 + 16 + 1 + 1 + 2);
             let fills: Vec<usize> = per_device[0]
                 .iter()
                 .filter(|b| !plan.programs[wanted[b.executable].0].ir.slots.iter().any(|s| matches!(s, initc_stablehlo::Slot::Key(_))))
