@@ -70,7 +70,7 @@ def test_the_torch_device_path_adopts_what_the_runtime_makes():
         assert n == m
         assert_same_bits(b, a, n)
     assert float(model.scale[0]) == 2.0, "the buffer left to torch"
-    assert set(stats) == {"compile", "load", "run", "handoff"}
+    assert set(stats) == {"compile", "load", "run", "handoff", "executables", "cache_hits"}
 
 
 def test_the_torch_device_path_needs_a_meta_model():

@@ -20,10 +20,11 @@ from safetensors.numpy import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# (example, [model] overrides, extra initc args, seed). More layers than the examples have, so
-# that batches hold several groups of 4 launches (10 layers: groups of 4, 4 and 2).
+# (example, [model] overrides, extra initc args, seed). More layers than the examples have, and
+# `--batch` above the default (2 launches per execute), so that batches hold several groups of 4
+# launches (10 layers at --batch 10: groups of 4, 4 and 2).
 CASES = [
-    ("llama3_tiny", {"dtype": "bf16", "n_layers": 10}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 7),
+    ("llama3_tiny", {"dtype": "bf16", "n_layers": 10}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp", "--batch", "10"], 7),
     ("llama3_tiny", {"n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2", "--rules", "fsdp"], 2**32 + 5),
     ("llama3_tiny", {"n_layers": 5}, ["--rng", "jax"], 0),
     ("llama3_tiny", {"dtype": "bf16", "n_layers": 5}, ["--rng", "jax", "--mesh", "tp=2", "--rules", "tp"], 3),
@@ -31,11 +32,11 @@ CASES = [
     ("llama3_tiny", {"n_layers": 9}, ["--rng", "fast", "--batch", "1"], 5),
     # JAX's own 16-bit draws (an IR a frontend writes for `jax.random.*(..., dtype=bfloat16)`;
     # initializers never emit them): fast mode's 7-bit lanes and their pair tables
-    ("llama3_tiny", {"jax16": True, "n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp"], 7),
+    ("llama3_tiny", {"jax16": True, "n_layers": 6}, ["--rng", "fast", "--mesh", "fsdp=2,tp=2", "--rules", "fsdp+tp", "--batch", "16"], 7),
     # torchtitan 0.3.0's fused wqkv [96,64] (reshape(concat(q, k, v)) per KV group: q's rows
     # 0..32, k's 0..8, v's 0..8, then group 1): one shard program concatenating the parts'
     # programs. fsdp=4 (24 rows) and fsdp=8 (12 rows) cut groups and parts mid-block.
-    ("titan030", {}, ["--rng", "jax"], 1),
+    ("titan030", {}, ["--rng", "jax", "--batch", "8"], 1),
     ("titan030", {"dtype": "bf16"}, ["--rng", "fast"], 2),
     ("titan030", {}, ["--rng", "fast", "--mesh", "fsdp=4", "--rules", "fsdp"], 3),
     ("titan030", {"dtype": "bf16"}, ["--rng", "jax", "--mesh", "fsdp=4", "--rules", "fsdp"], 4),
