@@ -231,7 +231,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flavor", default="8B", help="debugmodel, 1B, 8B, 70B")
     ap.add_argument("--dtypes", default="f32,bf16")
-    ap.add_argument("--cases", default="initc-torch-jax,initc-torch-fast,torch,initc-jax,jax")
+    ap.add_argument("--cases", default="initc-torch-jax,initc-torch-jax+cache,initc-torch-fast,torch,initc-jax,initc-jax+cache,jax",
+                    help="comma-separated; CASE+cache runs CASE twice on a fresh INITC_COMPILE_CACHE (filling, then hitting); also torchax, initc-torchax")
     ap.add_argument("--timeout", type=float, default=400)
     ap.add_argument("--out")
     ap.add_argument("--one", nargs=3, metavar=("CASE", "FLAVOR", "DTYPE"), help=argparse.SUPPRESS)
