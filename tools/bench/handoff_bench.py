@@ -243,11 +243,14 @@ def main():
         print(json.dumps(row), flush=True)
         return
     rows = []
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:
+        gpu = "none (no nvidia-smi)"
 
     def save():
         # after every row, so that a run cut short keeps what it measured
         if a.out:
-            gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
             json.dump({"gpu": gpu, "command": " ".join(sys.argv), "rows": rows}, open(a.out, "w"), indent=1)
 
     for dtype in a.dtypes.split(","):
@@ -259,9 +262,10 @@ def main():
                 cache_dir = tempfile.mkdtemp(prefix="initc-compile-cache-")
                 runs = ["filled", "hit"]
             for cache in runs:
-                env = dict(os.environ, INITC_COMPILE_CACHE=cache_dir) if cache else dict(os.environ)
-                if not cache:
-                    env.pop("INITC_COMPILE_CACHE", None)
+                env = dict(os.environ)
+                env.pop("INITC_COMPILE_CACHE", None)
+                if cache:
+                    env["INITC_COMPILE_CACHE"] = cache_dir
                 t0 = time.perf_counter()
                 try:
                     p = subprocess.run([sys.executable, __file__, "--one", case, a.flavor, dtype], capture_output=True, text=True, timeout=a.timeout, env=env)

@@ -582,9 +582,8 @@ fn upload_words_async(client: &Client, device: &Device, words: &[u32]) -> Result
 pub const MAX_BATCH: usize = 64;
 
 /// Compiles every executable of the schedule ([`Schedule::executable_text`]), in parallel
-/// (PJRT compiles are thread-safe).
-/// Every executable of `schedule`, compiled in parallel, and how many of them the persistent
-/// cache served.
+/// (PJRT compiles are thread-safe); returns them and how many of them the persistent cache
+/// served.
 fn compile_all(client: &Client, schedule: &Schedule, options: &CompileOptions) -> Result<(Vec<Executable>, usize), DeviceError> {
     let cache = initc_pjrt::CompileCache::from_env(client);
     let compiled: Vec<(Executable, bool)> = (0..schedule.executables.len())

@@ -263,8 +263,9 @@ fn run_rects(shape: &[u64], a: u64, b: u64, out: &mut Vec<Region>) {
 /// `@piece{i}` with its slice of the static words. Where the region holds whole indices of the
 /// dims before the concatenated one (whole KV groups of `wqkv`), each part's share of them is
 /// one piece, and the pieces are concatenated along the concatenated dim; the partial ones at
-/// either end are flattened and concatenated around them, and the result reshaped to the region. Pieces with equal programs share one function, so every layer's
-/// fused parameter of one shape has one program (its pieces' keys and bases are launch data).
+/// either end are flattened and concatenated around them, and the result is reshaped to the
+/// region. Pieces with equal programs share one function, so every layer's fused parameter of
+/// one shape has one program (its pieces' keys and bases are launch data).
 fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat, region: &Region) -> Result<ShardProgram, LowerError> {
     let unsupported = |what: String| {
         LowerError::Unsupported(format!(
@@ -301,7 +302,7 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
     // one part each, and between them the whole `o`s `o0..o1`, where each part's elements are
     // one run of the part (`o0 * chunk .. o1 * chunk`), computed at once and concatenated with
     // the others along the chunk dimension. (Piece by piece, the whole 8B `wqkv` was 24
-    // programs per launch, and XLA compiled the batch of eight of them for minutes.)
+    // calls per launch, and XLA:GPU took 56 s to compile the model.)
     let (o0, o1) = (start.div_ceil(row).min(end / row), end / row);
     let whole = o1 > o0;
     let (head, tail) = if whole { ((start, o0 * row), (o1 * row, end)) } else { ((start, end), (end, end)) };
@@ -324,12 +325,13 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
         }
         pieces
     };
-    let middle: Vec<Vec<(usize, Region)>> = if whole {
+    // per part, the rectangles of its run in the whole `o`s
+    let middle: Vec<Vec<Region>> = if whole {
         (0..c.parts.len())
             .map(|i| {
                 let mut rects = Vec::new();
                 run_rects(&m.ty(c.parts[i].0).shape, o0 * chunks[i], o1 * chunks[i], &mut rects);
-                rects.into_iter().map(|rect| (i, rect)).collect()
+                rects
             })
             .collect()
     } else {
@@ -383,9 +385,10 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
         data.pieces.push(Piece { global: m.ty(own).shape.clone(), region: rect.clone(), data: sp.data });
         Ok(call)
     };
-    let flat_cat = |defs: &mut Vec<Def>, xs: Vec<Id>, n: u64| match xs[..] {
+    // `xs` concatenated along `dim` into `shape` (the one value itself when there is one)
+    let concat = |defs: &mut Vec<Def>, xs: Vec<Id>, dim: usize, shape: &[u64]| match xs[..] {
         [one] => one,
-        _ => def(defs, Inst::Concat { xs, dim: 0 }, Ty::new(&[n], dt)),
+        _ => def(defs, Inst::Concat { xs, dim }, Ty::new(shape, dt)),
     };
     let mut flat = Vec::new();
     for (i, rect) in &head {
@@ -396,18 +399,14 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
         let mut blocks = Vec::with_capacity(middle.len());
         for (i, rects) in middle.iter().enumerate() {
             let mut xs = Vec::with_capacity(rects.len());
-            for (i, rect) in rects {
-                let x = piece(&mut defs, *i, rect)?;
+            for rect in rects {
+                let x = piece(&mut defs, i, rect)?;
                 xs.push(if rects.len() == 1 { x } else { view(&mut defs, x, Ty::new(&[rect.numel()], dt)) });
             }
-            let part = flat_cat(&mut defs, xs, n * chunks[i]);
+            let part = concat(&mut defs, xs, 0, &[n * chunks[i]]);
             blocks.push(view(&mut defs, part, Ty::new(&[n, chunks[i]], dt)));
         }
-        let block = match blocks[..] {
-            [one] => one,
-            _ => def(&mut defs, Inst::Concat { xs: blocks, dim: 1 }, Ty::new(&[n, row], dt)),
-        };
-        flat.push(block);
+        flat.push(concat(&mut defs, blocks, 1, &[n, row]));
     }
     for (i, rect) in &tail {
         flat.push(piece(&mut defs, *i, rect)?);
@@ -419,19 +418,13 @@ fn lower_concat(m: &Module, seeded: &[bool], fqn: &str, value: Value, c: &Concat
         flat.push(piece(&mut defs, 0, &rect)?);
     }
     // the segments' values (of their own shapes), flattened and concatenated when several
-    let cat = match flat[..] {
-        [one] => one,
-        _ => {
-            let xs = flat
-                .iter()
-                .map(|&x| {
-                    let n = defs[x.index()].ty.numel();
-                    view(&mut defs, x, Ty::new(&[n], dt))
-                })
-                .collect();
-            def(&mut defs, Inst::Concat { xs, dim: 0 }, Ty::new(&[region.numel()], dt))
+    if flat.len() > 1 {
+        for x in &mut flat {
+            let n = defs[x.index()].ty.numel();
+            *x = view(&mut defs, *x, Ty::new(&[n], dt));
         }
-    };
+    }
+    let cat = concat(&mut defs, flat, 0, &[region.numel()]);
     let result = view(&mut defs, cat, Ty::new(&region.shape, dt));
     let prog = ShardProg {
         rng: m.rng,
